@@ -1,0 +1,517 @@
+"""The fused measurement engine: xi, omega and eta of a galaxy catalogue in one pass over pairs.
+
+halotools measures the three statistics with three calls (`tpcf`, `ed_3d`, `ee_3d`) that count the
+same DD pairs four times.  Here one numba-compiled pass over a periodic cell list accumulates, per
+radial bin, the pair count, the ellipticity-direction sum and the ellipticity-ellipticity sum.
+
+Conventions (identical to halotools 0.9.4, all galaxies as both samples):
+
+- a pair (i, j), i != j, falls in bin k when ``rbins[k] < |r_ij| <= rbins[k+1]`` (squared
+  distances compared, minimum-image separation in a periodic box);
+- ``DD[k]`` counts ordered pairs (each unordered pair twice), as ``npairs_3d(s, s, rbins)``;
+- ``xi = DD / RR - 1`` with the analytic ``RR = N**2 * dV_k / V`` (`tpcf`, natural estimator,
+  no randoms, N**2 and not N(N-1));
+- ``omega = sum_ordered (e_i . r_hat_ij)**2 / DD - 1/3``  (`ed_3d(s, e, s, rbins)`);
+- ``eta = sum_ordered (e_i . e_j)**2 / DD - 1/3``  (`ee_3d(s, e, s, e, rbins)`);
+- orientations are normalised; a zero-length orientation is an error (as in halotools).
+
+Deviation, on purpose: a bin with no pairs gives NaN for all three statistics (halotools gives
+xi = -1 and omega = eta = NaN there) and is flagged in `Correlations.empty_bins`.
+
+For extra orientation draws on fixed positions, `PairGeometry` computes once the pair counts, xi,
+the per-galaxy per-bin tensors ``T_ik = sum_{j in bin k} r_hat r_hat^T`` (so that omega for new
+orientations is ``sum_i e_i^T T_ik e_i``, O(N * bins)) and a compact list of the pairs (for eta).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from iaemu_theory.conventions import BIN_EDGES, STATISTICS
+
+__all__ = ["Correlations", "PairGeometry", "measure_correlations"]
+
+#: Work is split into this many interleaved groups of cells, each with its own accumulators.
+#: Fixed (not tied to the thread count) so results are bit-identical for any number of threads.
+_N_CHUNKS = 64
+
+
+@dataclass(frozen=True)
+class Correlations:
+    """xi, omega, eta per radial bin, with the ordered pair counts DD behind them.
+
+    ``n_pairs[k]`` is halotools' DD (ordered pairs, i != j).  Bins without pairs are NaN in all three
+    statistics and True in `empty_bins`; fewer than 2 galaxies gives NaN everywhere.
+    """
+
+    xi: np.ndarray
+    omega: np.ndarray
+    eta: np.ndarray
+    n_pairs: np.ndarray
+    rbins: np.ndarray = field(repr=False)
+    n_galaxies: int = 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in STATISTICS:
+            raise KeyError(f"unknown statistic {name!r}; expected one of {list(STATISTICS)}")
+        return getattr(self, name)
+
+    def as_array(self) -> np.ndarray:
+        """The three statistics stacked as (3, n_bins) in STATISTICS order."""
+        return np.stack([getattr(self, name) for name in STATISTICS])
+
+    @property
+    def empty_bins(self) -> np.ndarray:
+        """Bins with no pairs (their statistics are NaN)."""
+        return self.n_pairs == 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every statistic in every bin is finite."""
+        return bool(np.all(np.isfinite(self.as_array())))
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+
+
+def _check_rbins(rbins) -> np.ndarray:
+    rbins = np.asarray(rbins, dtype=np.float64)
+    if rbins.ndim != 1 or rbins.size < 2:
+        raise ValueError(f"rbins must be a 1-D array of at least 2 edges, got shape {rbins.shape}")
+    if not np.all(np.isfinite(rbins)) or np.any(rbins <= 0) or np.any(np.diff(rbins) <= 0):
+        raise ValueError(f"rbins must be finite, strictly positive and strictly increasing, got {rbins}")
+    return rbins
+
+
+def _check_period(period, rmax: float):
+    """Return (period as a length-3 float64 array, periodic flag)."""
+    if period is None:
+        return np.zeros(3), False
+    arr = np.atleast_1d(np.asarray(period, dtype=np.float64))
+    if arr.size == 1:
+        arr = np.repeat(arr, 3)
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"period must be a positive finite scalar or length-3 sequence (or None), got {period!r}")
+    if np.any(rmax >= arr / 3.0):
+        raise ValueError(
+            f"the largest bin edge {rmax:g} must be below period/3 = {arr.min() / 3.0:g} "
+            "(the same limit halotools imposes; the cell list needs at least 3 cells per side)"
+        )
+    return arr, True
+
+
+def _check_positions(positions, period: np.ndarray, periodic: bool) -> np.ndarray:
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"positions must have shape (N, 3), got {pos.shape}")
+    bad = ~np.all(np.isfinite(pos), axis=1)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"positions[{i}] = {pos[i]} is not finite")
+    if periodic:
+        outside = np.any((pos < 0) | (pos > period), axis=1)
+        if np.any(outside):
+            i = int(np.flatnonzero(outside)[0])
+            raise ValueError(f"positions[{i}] = {pos[i]} lies outside the periodic box [0, {period}]")
+        pos = np.where(pos == period, 0.0, pos)
+    return np.ascontiguousarray(pos)
+
+
+def _check_orientations(orientations, n: int) -> np.ndarray:
+    ori = np.asarray(orientations, dtype=np.float64)
+    if ori.shape != (n, 3):
+        raise ValueError(f"orientations must have shape ({n}, 3) like the positions, got {ori.shape}")
+    norm = np.sqrt(np.sum(ori * ori, axis=1))
+    bad = ~np.isfinite(norm) | (norm == 0)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"orientations[{i}] = {ori[i]} has zero or non-finite length; every galaxy needs a major-axis direction"
+        )
+    return np.ascontiguousarray(ori / norm[:, None])
+
+
+@contextmanager
+def _threads(num_threads):
+    """Run numba's parallel loops on `num_threads` threads (None: numba's default), then restore."""
+    if num_threads is None:
+        yield
+        return
+    maximum = numba.config.NUMBA_NUM_THREADS
+    if int(num_threads) != num_threads or not 1 <= num_threads <= maximum:
+        raise ValueError(f"num_threads={num_threads!r} must be an integer in [1, {maximum}] (NUMBA_NUM_THREADS)")
+    before = numba.get_num_threads()
+    numba.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------
+# cell list
+
+
+@dataclass(frozen=True)
+class _Cells:
+    order: np.ndarray  # galaxy index of each sorted slot
+    pos: np.ndarray  # (N, 3) positions in cell order
+    start: np.ndarray  # (n_cells + 1,) first sorted slot of each cell
+    ncell: np.ndarray  # (3,) cells per side
+    period: np.ndarray  # (3,) box sides (zeros if not periodic)
+    periodic: bool
+
+
+def _build_cells(pos: np.ndarray, period: np.ndarray, periodic: bool, rmax: float) -> _Cells:
+    """Sort galaxies into a grid of cells at least `rmax` wide (so pairs lie in neighbouring cells)."""
+    if periodic:
+        lo = np.zeros(3)
+        extent = period
+    else:
+        lo = pos.min(axis=0)
+        extent = np.maximum(pos.max(axis=0) - lo, rmax)
+    # cap the grid so the cell array stays small for tiny rmax
+    ncell = np.clip(np.floor(extent / rmax), 1, 128).astype(np.int64)
+    idx3 = np.floor((pos - lo) / extent * ncell).astype(np.int64)
+    idx3 = np.clip(idx3, 0, ncell - 1)
+    cell = (idx3[:, 0] * ncell[1] + idx3[:, 1]) * ncell[2] + idx3[:, 2]
+    order = np.argsort(cell, kind="stable")
+    counts = np.bincount(cell, minlength=int(np.prod(ncell)))
+    start = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    return _Cells(order, np.ascontiguousarray(pos[order]), start, ncell, period, periodic)
+
+
+# --------------------------------------------------------------------------------------------
+# compiled kernels
+
+
+@njit(cache=True, inline="always")
+def _find_bin(d2, rbins_sq):
+    """Bin k with rbins_sq[k] < d2 <= rbins_sq[k+1], or -1 (halotools' inclusive upper edge)."""
+    nb = rbins_sq.size - 1
+    if d2 <= rbins_sq[0] or d2 > rbins_sq[nb]:
+        return -1
+    lo = 0
+    hi = nb
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if d2 <= rbins_sq[mid]:
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+@njit(cache=True, inline="always")
+def _separation(a, b, box, periodic):
+    """Minimum-image separation component b - a."""
+    d = b - a
+    if periodic:
+        half = 0.5 * box
+        if d > half:
+            d -= box
+        elif d < -half:
+            d += box
+    return d
+
+
+@njit(cache=True, inline="always")
+def _neighbour(c, dc, n, periodic):
+    """Neighbouring cell index along one axis, or -1 outside a non-periodic grid."""
+    m = c + dc
+    if periodic:
+        if m < 0:
+            m += n
+        elif m >= n:
+            m -= n
+    elif m < 0 or m >= n:
+        m = -1
+    return m
+
+
+@njit(parallel=True, cache=True)
+def _fused_pass(pos, ori, start, ncell, period, periodic, rbins_sq, n_chunks):
+    """One pass over unordered pairs: per-bin pair counts, sum of (e_i.r)^2 + (e_j.r)^2, sum of (e_i.e_j)^2."""
+    nb = rbins_sq.size - 1
+    nx, ny, nz = ncell[0], ncell[1], ncell[2]
+    n_cells = nx * ny * nz
+    counts = np.zeros((n_chunks, nb), dtype=np.int64)
+    s_omega = np.zeros((n_chunks, nb))
+    s_eta = np.zeros((n_chunks, nb))
+    for chunk in prange(n_chunks):
+        cnt = np.zeros(nb, dtype=np.int64)
+        so = np.zeros(nb)
+        se = np.zeros(nb)
+        for c in range(chunk, n_cells, n_chunks):
+            i0, i1 = start[c], start[c + 1]
+            if i0 == i1:
+                continue
+            cx = c // (ny * nz)
+            cy = (c // nz) % ny
+            cz = c % nz
+            for dx in range(-1, 2):
+                mx = _neighbour(cx, dx, nx, periodic)
+                if mx < 0:
+                    continue
+                for dy in range(-1, 2):
+                    my = _neighbour(cy, dy, ny, periodic)
+                    if my < 0:
+                        continue
+                    for dz in range(-1, 2):
+                        mz = _neighbour(cz, dz, nz, periodic)
+                        if mz < 0:
+                            continue
+                        m = (mx * ny + my) * nz + mz
+                        if m < c:
+                            continue  # each cell pair once (neighbours are distinct when >= 3 per side)
+                        j1 = start[m + 1]
+                        for i in range(i0, i1):
+                            xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
+                            exi, eyi, ezi = ori[i, 0], ori[i, 1], ori[i, 2]
+                            j0 = i + 1 if m == c else start[m]
+                            for j in range(j0, j1):
+                                rx = _separation(xi, pos[j, 0], period[0], periodic)
+                                ry = _separation(yi, pos[j, 1], period[1], periodic)
+                                rz = _separation(zi, pos[j, 2], period[2], periodic)
+                                d2 = rx * rx + ry * ry + rz * rz
+                                k = _find_bin(d2, rbins_sq)
+                                if k < 0:
+                                    continue
+                                inv = 1.0 / math.sqrt(d2)
+                                ci = (exi * rx + eyi * ry + ezi * rz) * inv
+                                cj = (ori[j, 0] * rx + ori[j, 1] * ry + ori[j, 2] * rz) * inv
+                                cij = exi * ori[j, 0] + eyi * ori[j, 1] + ezi * ori[j, 2]
+                                cnt[k] += 1
+                                so[k] += ci * ci + cj * cj
+                                se[k] += cij * cij
+        counts[chunk] = cnt
+        s_omega[chunk] = so
+        s_eta[chunk] = se
+    # ordered pairs: each unordered pair contributes twice to DD and to the eta sum
+    return 2 * counts.sum(axis=0), s_omega.sum(axis=0), 2.0 * s_eta.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def _geometry_pass(pos, start, ncell, period, periodic, rbins_sq, n_chunks, fill, offsets, pair_j, pair_k):
+    """Pass over ordered pairs (i's cell owns i's outputs, so writes never race).
+
+    Always: per-galaxy per-bin tensor sums T[i, k] = sum_j r_hat r_hat^T (xx, yy, zz, xy, xz, yz)
+    and the number of partners j > i (sorted order) within the bins.  With `fill`, also writes
+    those partners and their bins into pair_j / pair_k from offsets[i].
+    """
+    nb = rbins_sq.size - 1
+    n = pos.shape[0]
+    nx, ny, nz = ncell[0], ncell[1], ncell[2]
+    n_cells = nx * ny * nz
+    tensor = np.zeros((n, nb, 6)) if not fill else np.zeros((0, nb, 6))
+    n_upper = np.zeros(n, dtype=np.int64)
+    for chunk in prange(n_chunks):
+        for c in range(chunk, n_cells, n_chunks):
+            i0, i1 = start[c], start[c + 1]
+            if i0 == i1:
+                continue
+            cx = c // (ny * nz)
+            cy = (c // nz) % ny
+            cz = c % nz
+            for i in range(i0, i1):
+                xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
+                w = offsets[i] if fill else 0
+                for dx in range(-1, 2):
+                    mx = _neighbour(cx, dx, nx, periodic)
+                    if mx < 0:
+                        continue
+                    for dy in range(-1, 2):
+                        my = _neighbour(cy, dy, ny, periodic)
+                        if my < 0:
+                            continue
+                        for dz in range(-1, 2):
+                            mz = _neighbour(cz, dz, nz, periodic)
+                            if mz < 0:
+                                continue
+                            m = (mx * ny + my) * nz + mz
+                            for j in range(start[m], start[m + 1]):
+                                if j == i or (fill and j < i):
+                                    continue
+                                rx = _separation(xi, pos[j, 0], period[0], periodic)
+                                ry = _separation(yi, pos[j, 1], period[1], periodic)
+                                rz = _separation(zi, pos[j, 2], period[2], periodic)
+                                d2 = rx * rx + ry * ry + rz * rz
+                                k = _find_bin(d2, rbins_sq)
+                                if k < 0:
+                                    continue
+                                if fill:
+                                    pair_j[w] = j
+                                    pair_k[w] = k
+                                    w += 1
+                                    continue
+                                if j > i:
+                                    n_upper[i] += 1
+                                inv2 = 1.0 / d2
+                                tensor[i, k, 0] += rx * rx * inv2
+                                tensor[i, k, 1] += ry * ry * inv2
+                                tensor[i, k, 2] += rz * rz * inv2
+                                tensor[i, k, 3] += rx * ry * inv2
+                                tensor[i, k, 4] += rx * rz * inv2
+                                tensor[i, k, 5] += ry * rz * inv2
+    return tensor, n_upper
+
+
+@njit(parallel=True, cache=True)
+def _orientation_sums(ori, tensor, offsets, pair_j, pair_k, nb, n_chunks):
+    """Per-bin sums of (e_i.r_hat)^2 over ordered pairs (via the tensors) and (e_i.e_j)^2 (via the pair list)."""
+    n = ori.shape[0]
+    s_omega = np.zeros((n_chunks, nb))
+    s_eta = np.zeros((n_chunks, nb))
+    for chunk in prange(n_chunks):
+        so = np.zeros(nb)
+        se = np.zeros(nb)
+        for i in range(chunk, n, n_chunks):
+            ex, ey, ez = ori[i, 0], ori[i, 1], ori[i, 2]
+            xx, yy, zz = ex * ex, ey * ey, ez * ez
+            xy, xz, yz = 2.0 * ex * ey, 2.0 * ex * ez, 2.0 * ey * ez
+            for k in range(nb):
+                t = tensor[i, k]
+                so[k] += xx * t[0] + yy * t[1] + zz * t[2] + xy * t[3] + xz * t[4] + yz * t[5]
+            for p in range(offsets[i], offsets[i + 1]):
+                j = pair_j[p]
+                cij = ex * ori[j, 0] + ey * ori[j, 1] + ez * ori[j, 2]
+                se[pair_k[p]] += cij * cij
+        s_omega[chunk] = so
+        s_eta[chunk] = se
+    return s_omega.sum(axis=0), 2.0 * s_eta.sum(axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# statistics from the sums
+
+
+def _xi(dd: np.ndarray, n: int, rbins: np.ndarray, period: np.ndarray, periodic: bool) -> np.ndarray:
+    """Natural estimator with halotools' analytic randoms RR = N^2 dV / V (NaN without a period)."""
+    if not periodic:
+        return np.full(dd.size, np.nan)
+    shell = np.diff(4.0 / 3.0 * np.pi * rbins**3)
+    rr = float(n) ** 2 * shell / float(np.prod(period))
+    return dd / rr - 1.0
+
+
+def _assemble(dd, s_omega, s_eta, n, rbins, period, periodic) -> Correlations:
+    dd = np.asarray(dd, dtype=np.int64)
+    empty = dd == 0
+    safe = np.where(empty, 1, dd).astype(np.float64)
+    xi = _xi(dd, n, rbins, period, periodic)
+    omega = s_omega / safe - 1.0 / 3.0
+    eta = s_eta / safe - 1.0 / 3.0
+    for arr in (xi, omega, eta):
+        arr[empty] = np.nan
+    return Correlations(xi=xi, omega=omega, eta=eta, n_pairs=dd, rbins=rbins, n_galaxies=int(n))
+
+
+def _all_nan(n: int, rbins: np.ndarray) -> Correlations:
+    nb = rbins.size - 1
+    nan = np.full(nb, np.nan)
+    return Correlations(nan, nan.copy(), nan.copy(), np.zeros(nb, dtype=np.int64), rbins, int(n))
+
+
+def _warn_no_xi():
+    warnings.warn(
+        "period=None: omega and eta are measured without periodic boundaries; xi is NaN "
+        "(halotools' tpcf needs randoms when there is no period, which this engine does not take)",
+        stacklevel=3,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def measure_correlations(positions, orientations, period, rbins=BIN_EDGES, *, num_threads=None) -> Correlations:
+    """xi, omega and eta of a galaxy catalogue, as halotools' tpcf, ed_3d and ee_3d on all galaxies.
+
+    positions: (N, 3) in Mpc/h inside [0, period]; orientations: (N, 3) major axes (normalised here);
+    period: box side (scalar or length 3), or None for a non-periodic catalogue (then xi is NaN);
+    num_threads: numba threads for this call (None: numba's default).
+    """
+    rbins = _check_rbins(rbins)
+    period_arr, periodic = _check_period(period, rbins[-1])
+    pos = _check_positions(positions, period_arr, periodic)
+    ori = _check_orientations(orientations, pos.shape[0])
+    if not periodic:
+        _warn_no_xi()
+    n = pos.shape[0]
+    if n < 2:
+        return _all_nan(n, rbins)
+    cells = _build_cells(pos, period_arr, periodic, rbins[-1])
+    with _threads(num_threads):
+        dd, s_omega, s_eta = _fused_pass(
+            cells.pos, ori[cells.order], cells.start, cells.ncell, period_arr, periodic, rbins**2, _N_CHUNKS
+        )
+    return _assemble(dd, s_omega, s_eta, n, rbins, period_arr, periodic)
+
+
+class PairGeometry:
+    """The pair geometry of fixed positions, for cheap extra orientation draws.
+
+    Built once: pair counts and xi, per-galaxy per-bin tensors sum_j r_hat r_hat^T (omega becomes
+    O(N * bins) per draw) and the list of pairs with their bins (eta is one sweep over it).
+    Memory: about 48 * N * n_bins bytes for the tensors plus 9 bytes per unordered pair.
+    """
+
+    def __init__(self, positions, period, rbins=BIN_EDGES, *, num_threads=None):
+        self.rbins = _check_rbins(rbins)
+        self.period, self.periodic = _check_period(period, self.rbins[-1])
+        pos = _check_positions(positions, self.period, self.periodic)
+        self.num_threads = num_threads
+        self.n_galaxies = pos.shape[0]
+        nb = self.rbins.size - 1
+        if self.n_galaxies < 2:
+            self._cells = None
+            return
+        cells = _build_cells(pos, self.period, self.periodic, self.rbins[-1])
+        rbins_sq = self.rbins**2
+        with _threads(num_threads):
+            empty_i = np.zeros(1, dtype=np.int64)
+            tensor, n_upper = _geometry_pass(
+                cells.pos, cells.start, cells.ncell, self.period, self.periodic, rbins_sq, _N_CHUNKS,
+                False, empty_i, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int8),
+            )
+            offsets = np.zeros(self.n_galaxies + 1, dtype=np.int64)
+            np.cumsum(n_upper, out=offsets[1:])
+            pair_j = np.empty(offsets[-1], dtype=np.int32)
+            pair_k = np.empty(offsets[-1], dtype=np.int8 if nb < 128 else np.int16)
+            _geometry_pass(
+                cells.pos, cells.start, cells.ncell, self.period, self.periodic, rbins_sq, _N_CHUNKS,
+                True, offsets, pair_j, pair_k,
+            )
+        self._cells = cells
+        self._tensor = tensor
+        self._offsets = offsets
+        self._pair_j = pair_j
+        self._pair_k = pair_k
+        self.n_pairs = 2 * np.bincount(pair_k, minlength=nb).astype(np.int64)
+
+    @property
+    def n_unordered_pairs(self) -> int:
+        """Number of stored pairs (i < j) within the bins."""
+        return 0 if self._cells is None else int(self._offsets[-1])
+
+    def measure(self, orientations) -> Correlations:
+        """xi, omega, eta for new orientations of the same galaxies (xi is the same for every draw)."""
+        ori = _check_orientations(orientations, self.n_galaxies)
+        if self._cells is None:
+            return _all_nan(self.n_galaxies, self.rbins)
+        if not self.periodic:
+            _warn_no_xi()
+        nb = self.rbins.size - 1
+        with _threads(self.num_threads):
+            s_omega, s_eta = _orientation_sums(
+                ori[self._cells.order], self._tensor, self._offsets, self._pair_j, self._pair_k, nb, _N_CHUNKS
+            )
+        return _assemble(self.n_pairs, s_omega, s_eta, self.n_galaxies, self.rbins, self.period, self.periodic)
