@@ -1,0 +1,237 @@
+"""The emulator artifact: one file with everything needed to predict, safe to load.
+
+The file is `torch.save` of a plain dict (tensors, strings, numbers) and is read with
+`torch.load(weights_only=True)`, so no pickled code can run. Layout (FORMAT_VERSION 1):
+
+  format            "iaemu-emulator-artifact"
+  format_version    int
+  state_dict        {name: tensor}         IAEmuNetwork weights and BatchNorm statistics
+  weights_sha256    str                    digest of state_dict (names, dtypes, shapes, bytes)
+  input_mean/std    float64 (7,)           z-scoring of the parameters, PARAM_NAMES order
+  output_mean/scale float64 (n_stat,)      one mean and one scale per statistic (xi in ln xi)
+  bin_edges         float64 (n_bins + 1,)  Mpc/h
+  metadata_json     str (JSON)             param_names, statistics, transforms, network config, domain,
+                                           dataset hash, metrics, training record, library versions
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .conventions import BIN_EDGES, PARAM_NAMES, STATISTICS
+from .domain import Domain
+from .network import IAEmuNetwork, NetworkConfig
+
+FORMAT_NAME = "iaemu-emulator-artifact"
+FORMAT_VERSION = 1
+#: How each statistic is transformed before z-scoring (and back-transformed by the emulator).
+TRANSFORMS = {"xi": "ln", "omega": "identity", "eta": "identity"}
+#: Where the package's trained emulator lives.
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "iaemu_default.pt"
+
+
+class ArtifactError(ValueError):
+    """An artifact file that is corrupt, truncated, tampered with or incompatible."""
+
+
+@dataclass
+class Artifact:
+    """In-memory form of an artifact file."""
+
+    config: NetworkConfig
+    state_dict: dict[str, torch.Tensor]
+    input_mean: np.ndarray
+    input_std: np.ndarray
+    output_mean: np.ndarray
+    output_scale: np.ndarray
+    bin_edges: np.ndarray = field(default_factory=lambda: np.array(BIN_EDGES))
+    domain: dict = field(default_factory=lambda: Domain().to_dict())
+    dataset_hash: str | None = None
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    weights_sha256: str | None = None
+    path: Path | None = None
+
+    @property
+    def statistics(self) -> tuple[str, ...]:
+        return tuple(self.config.statistics)
+
+    def metadata(self) -> dict:
+        """The JSON-able part of the artifact."""
+        return {
+            "param_names": list(PARAM_NAMES),
+            "statistics": list(self.statistics),
+            "transforms": {s: TRANSFORMS[s] for s in self.statistics},
+            "network_config": self.config.to_dict(),
+            "domain": self.domain,
+            "dataset_hash": self.dataset_hash,
+            "metrics": self.metrics,
+            "training": self.training,
+            "versions": self.versions or library_versions(),
+        }
+
+    def build_network(self) -> IAEmuNetwork:
+        """The network with these weights, in eval mode, on the CPU in float32."""
+        net = IAEmuNetwork(self.config)
+        try:
+            net.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as err:
+            raise ArtifactError(f"artifact {self.path or ''}: weights do not fit the stored network config "
+                                f"{self.config.to_dict()}: {err}") from None
+        return net.eval()
+
+
+def library_versions() -> dict:
+    from . import __version__
+    return {"iaemu": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of every tensor, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_artifact(path, art: Artifact) -> Path:
+    """Write atomically (temporary file + rename). Returns the path."""
+    path = Path(path)
+    state = {k: v.detach().to("cpu").clone() for k, v in art.state_dict.items()}
+    art.weights_sha256 = weights_digest(state)
+    f64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
+    blob = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "state_dict": state,
+        "weights_sha256": art.weights_sha256,
+        "input_mean": f64(art.input_mean),
+        "input_std": f64(art.input_std),
+        "output_mean": f64(art.output_mean),
+        "output_scale": f64(art.output_scale),
+        "bin_edges": f64(art.bin_edges),
+        "metadata_json": json.dumps(art.metadata(), sort_keys=True),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    art.path = path
+    return path
+
+
+def load_artifact(path) -> Artifact:
+    """Read and check an artifact file; raise FileNotFoundError or ArtifactError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"emulator artifact {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ArtifactError(f"refusing artifact {path}: it holds objects other than plain tensors and containers "
+                            f"(torch.load(weights_only=True) failed: {str(err).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise ArtifactError(f"artifact {path} is corrupt or truncated and cannot be read "
+                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
+        raise ArtifactError(f"{path} is not an IAEmu emulator artifact (no format={FORMAT_NAME!r} entry)")
+    version = blob.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(f"artifact {path} has format_version {version!r}; this iaemu reads version "
+                            f"{FORMAT_VERSION} (retrain the emulator or install the matching iaemu)")
+    required = ("state_dict", "weights_sha256", "input_mean", "input_std", "output_mean", "output_scale",
+                "bin_edges", "metadata_json")
+    missing = [k for k in required if k not in blob]
+    if missing:
+        raise ArtifactError(f"artifact {path} lacks entries {missing}")
+    try:
+        meta = json.loads(blob["metadata_json"])
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"artifact {path}: metadata_json is not valid JSON ({err})") from None
+    if tuple(meta.get("param_names", ())) != PARAM_NAMES:
+        raise ArtifactError(f"artifact {path} was trained on parameters {meta.get('param_names')}; "
+                            f"this iaemu expects {list(PARAM_NAMES)} in that order")
+    stats = tuple(meta.get("statistics", ()))
+    if not stats or any(s not in STATISTICS for s in stats):
+        raise ArtifactError(f"artifact {path} lists statistics {list(stats)}; expected a subset of {list(STATISTICS)}")
+    for s in stats:
+        if meta.get("transforms", {}).get(s) != TRANSFORMS[s]:
+            raise ArtifactError(f"artifact {path}: statistic {s} uses transform {meta.get('transforms', {}).get(s)!r}, "
+                                f"expected {TRANSFORMS[s]!r}")
+    try:
+        config = NetworkConfig.from_dict(meta["network_config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ArtifactError(f"artifact {path}: invalid network config ({err})") from None
+    if tuple(config.statistics) != stats:
+        raise ArtifactError(f"artifact {path}: network decoders {config.statistics} differ from statistics {stats}")
+    state = blob["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ArtifactError(f"artifact {path}: state_dict is not a mapping of tensors")
+    digest = weights_digest(state)
+    if digest != blob["weights_sha256"]:
+        raise ArtifactError(f"artifact {path}: weights do not match their stored sha256 "
+                            f"({digest[:12]}... vs {str(blob['weights_sha256'])[:12]}...): the file was modified or is corrupt")
+    arr = lambda k: np.asarray(blob[k].numpy() if isinstance(blob[k], torch.Tensor) else blob[k], dtype=np.float64)  # noqa: E731
+    shapes = {"input_mean": (len(PARAM_NAMES),), "input_std": (len(PARAM_NAMES),), "output_mean": (len(stats),),
+              "output_scale": (len(stats),), "bin_edges": (config.n_bins + 1,)}
+    values = {}
+    for key, shape in shapes.items():
+        values[key] = arr(key)
+        if values[key].shape != shape:
+            raise ArtifactError(f"artifact {path}: {key} has shape {values[key].shape}, expected {shape}")
+        if not np.all(np.isfinite(values[key])):
+            raise ArtifactError(f"artifact {path}: {key} has non-finite values")
+    if np.any(values["input_std"] <= 0) or np.any(values["output_scale"] <= 0):
+        raise ArtifactError(f"artifact {path}: scaler widths must be positive")
+    art = Artifact(config=config, state_dict=state, input_mean=values["input_mean"], input_std=values["input_std"],
+                   output_mean=values["output_mean"], output_scale=values["output_scale"],
+                   bin_edges=values["bin_edges"], domain=meta.get("domain") or Domain().to_dict(),
+                   dataset_hash=meta.get("dataset_hash"), metrics=meta.get("metrics") or {},
+                   training=meta.get("training") or {}, versions=meta.get("versions") or {},
+                   weights_sha256=blob["weights_sha256"], path=path)
+    art.build_network()     # shape check of every weight against the config
+    return art
+
+
+#: Rough physical scalers for an untrained artifact (ln xi, omega, eta), so its outputs look like the real ones.
+_RANDOM_OUTPUT_SCALERS = {"xi": (1.0, 2.5), "omega": (0.05, 0.1), "eta": (0.01, 0.03)}
+
+
+def make_random_artifact(path, tiny: bool = False, domain: Domain | None = None, seed: int = 0,
+                         statistics=STATISTICS) -> Path:
+    """An untrained but valid artifact (for tests of code built on the emulator)."""
+    domain = domain or Domain()
+    cfg = NetworkConfig.tiny() if tiny else NetworkConfig.paper()
+    cfg = NetworkConfig.from_dict({**cfg.to_dict(), "statistics": list(statistics)})
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = IAEmuNetwork(cfg)
+        for dec in net.decoders.values():       # a variance head that varies with the input, as a trained one does
+            with torch.no_grad():
+                dec.out.weight[1].normal_(0.0, 0.05, generator=gen)
+    box = domain.box()
+    lo = np.array([box[n][0] for n in PARAM_NAMES])
+    hi = np.array([box[n][1] for n in PARAM_NAMES])
+    art = Artifact(config=cfg, state_dict=net.state_dict(), input_mean=0.5 * (lo + hi),
+                   input_std=(hi - lo) / np.sqrt(12.0),
+                   output_mean=np.array([_RANDOM_OUTPUT_SCALERS[s][0] for s in cfg.statistics]),
+                   output_scale=np.array([_RANDOM_OUTPUT_SCALERS[s][1] for s in cfg.statistics]),
+                   domain=domain.to_dict(), dataset_hash=None,
+                   training={"untrained": True, "seed": seed}, versions=library_versions())
+    return save_artifact(path, art)

@@ -1,0 +1,250 @@
+"""The framework-free emulator: parameters in, xi / omega / eta with their uncertainties out.
+
+Units and conventions (see docs/emulator.md):
+- The network works in standardised units: y = (T(stat) - mean) / scale, with T = ln for xi and the identity
+  for omega and eta, one mean and one scale per statistic.
+- Means: xi = exp(scale * mu + mean), i.e. exp of the predicted mean of ln xi (the median of a log-normal);
+  omega, eta = scale * mu + mean.
+- Aleatoric variance (realisation scatter, from the variance head): Var[ln xi] = scale^2 v and, to first order,
+  Var[xi] ~= xi^2 Var[ln xi]; Var[omega] = scale^2 v, likewise eta.
+- Epistemic variance (Monte Carlo dropout: dropout on, BatchNorm in eval mode): the variance over passes of
+  the predicted mean, back-transformed the same way. Means and aleatoric variances always come from the
+  deterministic network (dropout off), so they do not depend on mc_passes or on the random seed.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .artifact import DEFAULT_ARTIFACT, Artifact, ArtifactError, load_artifact, make_random_artifact
+from .conventions import PARAM_NAMES
+from .domain import Domain
+from .network import FoldedIAEmu
+
+__all__ = ["Emulator", "ArtifactError", "make_random_artifact", "DEFAULT_ARTIFACT"]
+
+_SCALARS = (float, int, np.floating, np.integer)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _resolve_device(device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device; expected 'auto', 'cpu' or 'cuda[:N]'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available here; use device='cpu' or 'auto'")
+    return dev
+
+
+def _resolve_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ValueError(f"dtype={dtype!r} not supported; expected 'float32' or 'float64'")
+
+
+class Emulator:
+    """A loaded IAEmu artifact, ready to predict. Use `Emulator.load(path)`."""
+
+    #: Rows per forward call when predicting many points (bounds memory for large batches and MC passes).
+    max_rows = 4096
+
+    def __init__(self, artifact: Artifact, device="auto", dtype="float32"):
+        self.artifact = artifact
+        self.device = _resolve_device(device)
+        self.dtype = _resolve_dtype(dtype)
+        self.param_names: tuple[str, ...] = PARAM_NAMES
+        self.statistics: tuple[str, ...] = artifact.statistics
+        self.bin_edges = np.array(artifact.bin_edges)
+        self.r = 0.5 * (self.bin_edges[1:] + self.bin_edges[:-1])
+        self.bin_edges.setflags(write=False)
+        self.r.setflags(write=False)
+        self.domain = Domain.from_dict(artifact.domain)
+        self.metadata = artifact.metadata()
+        kw = dict(device=self.device, dtype=self.dtype)
+        self._in_mean = torch.as_tensor(artifact.input_mean, **kw)
+        self._in_std = torch.as_tensor(artifact.input_std, **kw)
+        self._out_mean = {s: float(m) for s, m in zip(self.statistics, artifact.output_mean)}
+        self._out_scale = {s: float(c) for s, c in zip(self.statistics, artifact.output_scale)}
+        self.network = artifact.build_network().to(**kw)       # reference path and MC dropout
+        self.network.requires_grad_(False)
+        self.folded = FoldedIAEmu(artifact.build_network().double(), torch.as_tensor(artifact.input_mean),
+                                  torch.as_tensor(artifact.input_std)).to(**kw).eval()
+
+    @classmethod
+    def load(cls, path=None, device="auto", dtype="float32") -> "Emulator":
+        """Load an artifact file (default: the package's shipped `artifacts/iaemu_default.pt`)."""
+        if path is None:
+            path = DEFAULT_ARTIFACT
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"the shipped emulator artifact {path} is not present (it is written by training: "
+                    "`iaemu-train --data DATASET.h5 --out iaemu_theory/artifacts/iaemu_default.pt`); "
+                    "or pass path= to another artifact")
+        return cls(load_artifact(path), device=device, dtype=dtype)
+
+    def __repr__(self):
+        return (f"Emulator({self.artifact.path}, statistics={list(self.statistics)}, device={self.device}, "
+                f"dtype={self.dtype})")
+
+    @property
+    def n_bins(self) -> int:
+        return self.r.size
+
+    # ------------------------------------------------------------------ input handling
+    def params_array(self, params) -> np.ndarray:
+        """Parameters as a float64 array (n, 7) in PARAM_NAMES order, from a mapping or an array."""
+        if isinstance(params, Mapping):
+            values = [params.get(n) for n in PARAM_NAMES]
+            if (len(params) == len(PARAM_NAMES) and all(isinstance(v, _SCALARS) for v in values)
+                    and all(map(math.isfinite, values))):
+                return np.array([values], dtype=np.float64)     # common case: one point given as scalars
+            missing = [n for n in PARAM_NAMES if n not in params]
+            unknown = [k for k in params if k not in PARAM_NAMES]
+            if missing or unknown:
+                raise ValueError(f"parameters: missing {missing}, unknown {unknown}; expected exactly {list(PARAM_NAMES)}")
+            cols = [np.atleast_1d(np.asarray(params[n], dtype=np.float64)) for n in PARAM_NAMES]
+            sizes = {c.size for c in cols} - {1}
+            if len(sizes) > 1 or any(c.ndim != 1 for c in cols):
+                raise ValueError(f"parameter arrays must be scalars or 1-d of one common length, got sizes "
+                                 f"{ {n: c.shape for n, c in zip(PARAM_NAMES, cols)} }")
+            n = sizes.pop() if sizes else 1
+            p = np.stack([np.broadcast_to(c, (n,)) for c in cols], axis=1)
+        else:
+            p = np.asarray(params, dtype=np.float64)
+            if p.ndim == 1:
+                p = p[None, :]
+            if p.ndim != 2 or p.shape[1] != len(PARAM_NAMES):
+                raise ValueError(f"parameter array must have shape (n, {len(PARAM_NAMES)}) or ({len(PARAM_NAMES)},) "
+                                 f"in the order {list(PARAM_NAMES)}, got shape {p.shape}")
+        bad = ~np.isfinite(p)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(f"parameter {PARAM_NAMES[j]}={float(p[i, j])} (row {i}) is not finite")
+        return p
+
+    def in_domain(self, params) -> np.ndarray:
+        """Boolean per row: inside the training domain (where predictions are trusted)?"""
+        return self.domain.contains(self.params_array(params))
+
+    def _statistics(self, statistics) -> tuple[str, ...]:
+        if statistics is None:
+            return self.statistics
+        if isinstance(statistics, str):
+            statistics = (statistics,)
+        statistics = tuple(statistics)
+        bad = [s for s in statistics if s not in self.statistics]
+        if bad or not statistics:
+            raise ValueError(f"statistics {list(bad) or statistics}: expected a non-empty subset of {list(self.statistics)}")
+        return statistics
+
+    # ------------------------------------------------------------------ prediction
+    def _back_transform(self, stat, mu, var):
+        """Standardised (mean, variance) -> physical (value, variance); see the module docstring."""
+        scale, mean = self._out_scale[stat], self._out_mean[stat]
+        value = mu * scale + mean
+        if stat == "xi":
+            value = torch.exp(value)
+            return value, var * value.square() * scale**2
+        return value, var * scale**2
+
+    def _epistemic(self, x, statistics, values, mc_passes, seed):
+        """Variance over MC-dropout passes of the back-transformed mean, one batched forward per chunk."""
+        n = x.shape[0]
+        rng = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []) \
+            if seed is not None else contextlib.nullcontext()
+        out = {s: [] for s in statistics}
+        chunk = max(1, self.max_rows // mc_passes)
+        with rng:
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.network.mc_dropout_mode()
+            try:
+                for i in range(0, n, chunk):
+                    xs = (x[i:i + chunk] - self._in_mean) / self._in_std
+                    k = xs.shape[0]
+                    pred = self.network(xs.repeat(mc_passes, 1), statistics)
+                    for s in statistics:
+                        mu = pred[s][0].view(mc_passes, k, -1)
+                        out[s].append(mu.var(dim=0, unbiased=True))
+            finally:
+                self.network.eval()
+        res = {}
+        for s in statistics:
+            v = torch.cat(out[s]) * self._out_scale[s] ** 2
+            res[f"{s}_epistemic_var"] = values[s] ** 2 * v if s == "xi" else v
+        return res
+
+    def predict_torch(self, params: torch.Tensor, statistics=None, mc_passes: int = 0, seed: int | None = None):
+        """Torch version of `predict`: params a tensor (n, 7) or (7,); differentiable end to end.
+
+        Returns {stat, stat_aleatoric_var[, stat_epistemic_var]: tensor (n, n_bins)} in the emulator's dtype
+        and device (load with dtype="float64" for accurate gradients).
+        """
+        statistics = self._statistics(statistics)
+        if not isinstance(params, torch.Tensor):
+            raise TypeError(f"predict_torch expects a torch.Tensor, got {type(params).__name__}; use predict() for numpy")
+        x = params.to(device=self.device, dtype=self.dtype)
+        if x.ndim == 1:
+            x = x.unsqueeze(0)
+        if x.ndim != 2 or x.shape[1] != len(PARAM_NAMES):
+            raise ValueError(f"params tensor must have shape (n, {len(PARAM_NAMES)}) or ({len(PARAM_NAMES)},), got {tuple(params.shape)}")
+        return self._predict(x, statistics, int(mc_passes), seed)
+
+    def _predict(self, x, statistics, mc_passes, seed):
+        if mc_passes < 0 or mc_passes == 1:
+            raise ValueError(f"mc_passes={mc_passes}: expected 0 (no epistemic variance) or >= 2")
+        n = x.shape[0]
+        if n <= self.max_rows:
+            pred = self.folded(x, statistics)
+        else:
+            parts = [self.folded(x[i:i + self.max_rows], statistics) for i in range(0, n, self.max_rows)]
+            pred = {s: (torch.cat([p[s][0] for p in parts]), torch.cat([p[s][1] for p in parts])) for s in statistics}
+        out, values = {}, {}
+        for s in statistics:
+            value, var = self._back_transform(s, *pred[s])
+            out[s], out[f"{s}_aleatoric_var"] = value, var
+            values[s] = value
+        if mc_passes:
+            out.update(self._epistemic(x, statistics, values, mc_passes, seed))
+        return out
+
+    def predict(self, params, mc_passes: int = 0, statistics=None, seed: int | None = None) -> dict[str, np.ndarray]:
+        """Predict at parameter points.
+
+        params: a mapping of the 7 names (scalars or equal-length arrays), or an array (n, 7) / (7,) in
+        PARAM_NAMES order. mc_passes > 0 adds "<stat>_epistemic_var" from that many MC-dropout passes (50 is
+        the usual choice; `seed` makes them reproducible). statistics: a subset of ("xi", "omega", "eta");
+        only those decoders run. Returns {key: float64 array (n, n_bins)}.
+        """
+        statistics = self._statistics(statistics)
+        p = self.params_array(params)
+        with torch.inference_mode():
+            x = torch.from_numpy(p).to(device=self.device, dtype=self.dtype)
+            out = self._predict(x, statistics, int(mc_passes), seed)
+            return {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
+
+    def predict_unfolded(self, params, statistics=None) -> dict[str, np.ndarray]:
+        """Reference path through the plain network (no BatchNorm folding); for tests and benchmarks."""
+        statistics = self._statistics(statistics)
+        p = self.params_array(params)
+        with torch.inference_mode():
+            x = torch.from_numpy(p).to(device=self.device, dtype=self.dtype)
+            self.network.eval()
+            pred = self.network((x - self._in_mean) / self._in_std, statistics)
+            out = {}
+            for s in statistics:
+                value, var = self._back_transform(s, *pred[s])
+                out[s], out[f"{s}_aleatoric_var"] = value, var
+            return {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}

@@ -1,0 +1,285 @@
+"""The emulator core: artifact safety, input handling, back-transforms, MC dropout, gradients."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import iaemu_theory.emulator as emulator_mod
+from iaemu_theory import Emulator
+from iaemu_theory.artifact import (FORMAT_VERSION, ArtifactError, load_artifact, make_random_artifact,
+                                   save_artifact, weights_digest)
+from iaemu_theory.conventions import BIN_CENTRES, BIN_EDGES, PARAM_NAMES, STATISTICS
+from iaemu_theory.domain import Domain
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return make_random_artifact(tmp_path_factory.mktemp("art") / "tiny.pt", tiny=True, seed=3)
+
+
+@pytest.fixture(scope="module")
+def emu(tiny_path):
+    return Emulator.load(tiny_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def points(emu):
+    return emu.domain.from_unit(np.random.default_rng(0).random((6, 7)))
+
+
+def _blob(path):
+    return torch.load(path, weights_only=True)
+
+
+# ------------------------------------------------------------------ artifact
+def test_round_trip(tiny_path, tmp_path):
+    art = load_artifact(tiny_path)
+    assert art.weights_sha256 == weights_digest(art.state_dict)
+    assert art.training["untrained"] is True
+    assert art.domain == Domain().to_dict()
+    assert art.versions["torch"] == torch.__version__
+    np.testing.assert_array_equal(art.bin_edges, BIN_EDGES)
+    art.metrics = {"test": {"omega_mean_fractional_error": 0.04}}
+    copy = save_artifact(tmp_path / "copy.pt", art)
+    again = load_artifact(copy)
+    assert again.metrics == art.metrics
+    assert again.weights_sha256 == art.weights_sha256
+    for k, v in art.state_dict.items():
+        torch.testing.assert_close(again.state_dict[k], v, rtol=0, atol=0)
+    for key in ("input_mean", "input_std", "output_mean", "output_scale"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(art, key))
+    meta = json.loads(_blob(copy)["metadata_json"])
+    assert meta["param_names"] == list(PARAM_NAMES)
+    assert meta["transforms"] == {"xi": "ln", "omega": "identity", "eta": "identity"}
+    assert _blob(copy)["format_version"] == FORMAT_VERSION
+
+
+class _Evil:
+    def __reduce__(self):
+        return (open, ("/tmp/iaemu_tampered_marker", "w"))
+
+
+def test_tampered_file_refused(tiny_path, tmp_path):
+    blob = _blob(tiny_path)
+    marker = "/tmp/iaemu_tampered_marker"
+    import os
+    if os.path.exists(marker):
+        os.remove(marker)
+    blob["metadata_json"] = _Evil()
+    bad = tmp_path / "evil.pt"
+    torch.save(blob, bad)
+    with pytest.raises(ArtifactError, match="refusing artifact"):
+        load_artifact(bad)
+    assert not os.path.exists(marker)
+
+
+def test_truncated_and_missing(tiny_path, tmp_path):
+    data = tiny_path.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="corrupt or truncated"):
+        load_artifact(cut)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Emulator.load(tmp_path / "nothing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(ArtifactError):
+        load_artifact(garbage)
+
+
+def test_default_artifact_missing_is_clear(monkeypatch, tmp_path):
+    monkeypatch.setattr(emulator_mod, "DEFAULT_ARTIFACT", tmp_path / "absent.pt")
+    with pytest.raises(FileNotFoundError, match="shipped emulator artifact .*iaemu-train"):
+        Emulator.load()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda b: b.update(format_version=FORMAT_VERSION + 1), "format_version"),
+    (lambda b: b.update(format="something-else"), "not an IAEmu emulator artifact"),
+    (lambda b: b.update(metadata_json=json.dumps({**json.loads(b["metadata_json"]),
+                                                  "param_names": list(reversed(PARAM_NAMES))})), "trained on parameters"),
+    (lambda b: b.update(input_mean=torch.zeros(5, dtype=torch.float64)), "input_mean has shape"),
+    (lambda b: b["state_dict"].update({k: v[:, :-1] for k, v in b["state_dict"].items()
+                                       if k == "embedding.layer1.0.weight"}), "sha256"),
+])
+def test_incompatible_files(tiny_path, tmp_path, edit, message):
+    blob = _blob(tiny_path)
+    edit(blob)
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(bad)
+
+
+def test_shape_mismatch_with_valid_digest(tiny_path, tmp_path):
+    blob = _blob(tiny_path)
+    key = "embedding.layer1.0.weight"
+    blob["state_dict"][key] = blob["state_dict"][key][:, :-1].clone()
+    blob["weights_sha256"] = weights_digest(blob["state_dict"])
+    bad = tmp_path / "shape.pt"
+    torch.save(blob, bad)
+    with pytest.raises(ArtifactError, match="do not fit the stored network config"):
+        load_artifact(bad)
+
+
+# ------------------------------------------------------------------ attributes and inputs
+def test_attributes(emu):
+    assert emu.param_names == PARAM_NAMES
+    np.testing.assert_allclose(emu.r, BIN_CENTRES)
+    np.testing.assert_allclose(emu.bin_edges, BIN_EDGES)
+    assert emu.statistics == STATISTICS
+    assert isinstance(emu.domain, Domain)
+    assert emu.metadata["network_config"]["hidden"] == 16
+
+
+def test_input_forms_agree(emu, points):
+    p = points[0]
+    as_dict = dict(zip(PARAM_NAMES, p))
+    a = emu.predict(as_dict)
+    b = emu.predict(p)
+    c = emu.predict(p[None, :])
+    d = emu.predict({k: np.array([v]) for k, v in as_dict.items()})
+    for k in a:
+        assert a[k].shape == (1, 20)
+        for other in (b, c, d):
+            np.testing.assert_array_equal(a[k], other[k])
+    many = emu.predict({n: points[:, j] for j, n in enumerate(PARAM_NAMES)})
+    np.testing.assert_array_equal(many["omega"], emu.predict(points)["omega"])
+    assert many["xi"].shape == (6, 20)
+    assert set(many) == {f"{s}{suffix}" for s in STATISTICS for suffix in ("", "_aleatoric_var")}
+
+
+def test_bad_inputs(emu, points):
+    good = dict(zip(PARAM_NAMES, points[0]))
+    with pytest.raises(ValueError, match="missing \\['alpha'\\]"):
+        emu.predict({k: v for k, v in good.items() if k != "alpha"})
+    with pytest.raises(ValueError, match="unknown \\['A_cen'\\]"):
+        emu.predict({**good, "A_cen": 1.0})
+    with pytest.raises(ValueError, match="shape \\(n, 7\\)"):
+        emu.predict(np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="logMmin=nan"):
+        emu.predict({**good, "logMmin": float("nan")})
+    with pytest.raises(ValueError, match="common length"):
+        emu.predict({**good, "mu_cen": [0.1, 0.2], "mu_sat": [0.1, 0.2, 0.3]})
+    with pytest.raises(ValueError, match="subset of"):
+        emu.predict(good, statistics=("gamma",))
+    with pytest.raises(ValueError, match="mc_passes"):
+        emu.predict(good, mc_passes=1)
+    with pytest.raises(ValueError, match="dtype"):
+        Emulator(load_artifact(emu.artifact.path), dtype="float16")
+
+
+def test_requested_statistics_only(emu, points):
+    out = emu.predict(points, statistics="omega", mc_passes=4, seed=0)
+    assert set(out) == {"omega", "omega_aleatoric_var", "omega_epistemic_var"}
+    np.testing.assert_array_equal(out["omega"], emu.predict(points)["omega"])
+
+
+def test_in_domain(emu, points):
+    assert emu.in_domain(points).all()
+    outside = points.copy()
+    outside[:, PARAM_NAMES.index("logMmin")] = 20.0
+    assert not emu.in_domain(outside).any()
+
+
+# ------------------------------------------------------------------ numerics
+@pytest.mark.parametrize("tiny", [True, False], ids=["tiny", "paper"])
+def test_fast_path_equals_plain_network(tmp_path, tiny):
+    from tests.test_network import randomise_batchnorm
+    art = load_artifact(make_random_artifact(tmp_path / "a.pt", tiny=tiny, seed=5))
+    net = randomise_batchnorm(art.build_network(), seed=6)
+    art.state_dict = net.state_dict()
+    path = save_artifact(tmp_path / "b.pt", art)
+    pts = Domain().from_unit(np.random.default_rng(1).random((9, 7)))
+    for dtype, rtol in (("float32", 1e-5), ("float64", 1e-10)):
+        e = Emulator.load(path, device="cpu", dtype=dtype)
+        fast, plain = e.predict(pts), e.predict_unfolded(pts)
+        for k in plain:
+            scale = np.max(np.abs(plain[k]))
+            assert np.max(np.abs(fast[k] - plain[k])) <= 10 * rtol * scale, k
+
+
+def test_back_transform_against_monte_carlo(emu):
+    """Sample the network's Gaussian in standardised units, transform each draw, compare moments."""
+    rng = np.random.default_rng(7)
+    n = 400_000
+    mu = torch.tensor([[-0.3, 0.2, 1.1]], dtype=torch.float64)
+    var = torch.tensor([[0.0004, 0.001, 0.002]], dtype=torch.float64)
+    for stat in STATISTICS:
+        value, variance = (t.numpy()[0] for t in emu._back_transform(stat, mu, var))
+        scale, mean = emu._out_scale[stat], emu._out_mean[stat]
+        draws = rng.normal(mu.numpy()[0], np.sqrt(var.numpy()[0]), size=(n, 3)) * scale + mean
+        if stat == "xi":
+            draws = np.exp(draws)
+            np.testing.assert_allclose(value, np.median(draws, axis=0), rtol=3e-3)   # exp(E ln xi) = median
+        else:
+            np.testing.assert_allclose(value, draws.mean(axis=0), rtol=0, atol=5 * np.sqrt(variance / n).max())
+        # first-order (delta-method) variance for xi: exact to O(scale^2 var) = 1% here
+        np.testing.assert_allclose(variance, draws.var(axis=0), rtol=0.02 if stat == "xi" else 0.01)
+
+
+def test_xi_variance_is_xi_squared_times_ln_variance(emu, points):
+    out = emu.predict(points, statistics="xi")
+    with torch.no_grad():
+        x = (torch.as_tensor(points, dtype=torch.float32) - emu._in_mean) / emu._in_std
+        mu, var = emu.network(x, ("xi",))["xi"]
+    scale = emu._out_scale["xi"]
+    np.testing.assert_allclose(out["xi_aleatoric_var"], out["xi"] ** 2 * scale**2 * var.numpy(), rtol=1e-5)
+
+
+def test_mc_dropout_epistemic(emu, points):
+    a = emu.predict(points, mc_passes=20, seed=11)
+    b = emu.predict(points, mc_passes=20, seed=11)
+    c = emu.predict(points, mc_passes=20, seed=12)
+    for s in STATISTICS:
+        key = f"{s}_epistemic_var"
+        assert a[key].shape == (6, 20) and np.all(a[key] > 0)
+        np.testing.assert_array_equal(a[key], b[key])
+        assert not np.array_equal(a[key], c[key])
+        np.testing.assert_array_equal(a[s], emu.predict(points)[s])     # means do not depend on MC
+    assert not emu.network.training and not any(m.training for m in emu.network.modules())
+
+
+def test_mc_dropout_is_variance_of_passes(emu, points):
+    """The batched MC estimate equals the variance over separate dropout forwards with the same masks."""
+    passes, seed = 8, 4
+    got = emu.predict(points[:2], mc_passes=passes, seed=seed, statistics="omega")["omega_epistemic_var"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        emu.network.mc_dropout_mode()
+        x = (torch.as_tensor(points[:2], dtype=torch.float32) - emu._in_mean) / emu._in_std
+        with torch.no_grad():
+            mu = emu.network(x.repeat(passes, 1), ("omega",))["omega"][0].view(passes, 2, -1)
+        emu.network.eval()
+    expect = mu.double().var(dim=0).numpy() * emu._out_scale["omega"] ** 2
+    np.testing.assert_allclose(got, expect, rtol=1e-5)
+
+
+def test_chunking_gives_same_answer(tiny_path, points):
+    e = Emulator.load(tiny_path, device="cpu")
+    ref = e.predict(points, mc_passes=4, seed=1)
+    e.max_rows = 4
+    out = e.predict(points)
+    for k in out:
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-6)
+
+
+def test_predict_torch_float64_gradient(tiny_path, points):
+    e = Emulator.load(tiny_path, device="cpu", dtype="float64")
+    x = torch.tensor(points[:2], dtype=torch.float64, requires_grad=True)
+    out = e.predict_torch(x)
+    np.testing.assert_allclose(out["omega"].detach().numpy(), e.predict(points[:2])["omega"], rtol=1e-12)
+    assert set(out) == set(e.predict(points[:2]))
+
+    def f(p):
+        o = e.predict_torch(p, statistics=("xi", "omega"))
+        return torch.cat([o["xi"], o["omega"], o["omega_aleatoric_var"]], dim=1)
+
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-6, rtol=1e-5)
+    loss = e.predict_torch(x)["eta"].sum()
+    loss.backward()
+    assert torch.all(torch.isfinite(x.grad)) and torch.any(x.grad != 0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        e.predict_torch(points)
