@@ -249,3 +249,74 @@ def test_schema_round_trip(tmp_path, reference):
     np.testing.assert_array_equal(back.split, ds.split)
     np.testing.assert_array_equal(back.orientation_stats, ds.orientation_stats)
     assert back.attrs["domain"] == ds.attrs["domain"]
+
+
+def _cleaning_dataset():
+    """Eight points, each built to fail exactly one rule (or none)."""
+    from iaemu_theory.conventions import BIN_CENTRES as r
+
+    p, reals = 8, 2
+    base = np.stack([5.0 * r ** -1.8, 0.05 / r, 0.01 / r])
+    stats = np.broadcast_to(base, (p, reals, 3, N_BINS)).copy()
+    status = np.full(p, STATUS_DONE, np.int8)
+    status[0] = STATUS_PENDING
+    stats[0] = np.nan
+    status[1] = STATUS_NAN
+    stats[1, 0, 0, 0] = np.nan
+    stats[2, 1, 1, 5] = 150.0                    # |omega| > 100: impossible for a normalised statistic
+    stats[3, 0, 0, np.argmax(r >= 5.0)] = 120.0  # xi > 100 at r >= 2 Mpc/h: shot noise, not clustering
+    stats[4, 0, 0, 0] = 5000.0                   # xi > 100 at 0.1 Mpc/h: physical, kept
+    stats[5, 1, 0, -1] = -0.01                   # a non-positive xi bin in one realisation
+    return Dataset(np.zeros((p, 7)), stats, np.ones((p, reals), np.int64), np.zeros((p, reals), np.uint64), status)
+
+
+def test_cleaning_rules_and_their_counts():
+    ds = _cleaning_dataset()
+    keep, report = dsmod.clean(ds)
+    np.testing.assert_array_equal(keep, [False, False, False, False, True, False, True, True])
+    assert report["removed"] == {"not_measured": 1, "nan": 1, "unphysical": 2, "non_positive_xi": 1}
+    assert report["kept"] == 3
+    keep_mean, report_mean = dsmod.clean(ds, xi_positive="mean")  # the mean of the two realisations is > 0
+    assert report_mean["removed"]["non_positive_xi"] == 0 and keep_mean[5]
+    with pytest.raises(ValueError, match="xi_positive='log'"):
+        dsmod.clean(ds, xi_positive="log")
+
+
+def test_split_by_point_is_seeded_and_proportional():
+    ds = _cleaning_dataset()
+    big = ds.subset(np.concatenate([np.arange(8)] + [np.full(99, 7)]))  # 3 + 99 clean points
+    a = dsmod.split(big, seed=4)
+    kept = a.split != SPLIT_DROPPED
+    assert kept.sum() == 102 and np.sum(a.split == 0) == 71 and np.sum(a.split == 1) == 10 and np.sum(a.split == 2) == 21
+    np.testing.assert_array_equal(a.split, dsmod.split(big, seed=4).split)
+    assert not np.array_equal(a.split, dsmod.split(big, seed=5).split)
+    assert json.loads(a.attrs["cleaning"])["removed"]["unphysical"] == 2
+    with pytest.raises(ValueError, match="summing to 1"):
+        dsmod.split(big, 0, (0.5, 0.1, 0.1))
+
+
+def test_split_command_line(tmp_path, reference, capsys):
+    path = tmp_path / "ref.h5"
+    write_dataset(path, reference)
+    assert dsmod.main(["split", str(path), "--seed", "1", "--xi-positive", "mean"]) == 0
+    ds = read_dataset(path)
+    n_nan = int(np.sum(reference.status == STATUS_NAN))
+    assert np.sum(ds.split == SPLIT_DROPPED) == n_nan and ds.attrs["split_seed"] == 1
+    assert "nan              removed" in capsys.readouterr().out
+
+
+def test_real_engine_on_toy_catalog(tmp_path):
+    """The default engine end to end: 1 point x 2 realisations of the real mock on the toy catalog."""
+    from training.catalogs import load_catalog
+    from training.mocks import IAMockModel, realisation_seed
+
+    out = tmp_path / "toy.h5"
+    gen.main(["--points", "1", "--seed", "3", "--out", str(out), "--catalog", "toy", "--realisations", "2",
+              "--orientation-draws", "1"])
+    ds = read_dataset(out)
+    assert ds.attrs["complete"] and np.all(ds.n_galaxies > 0) and ds.orientation_stats.shape == (1, 1, 3, N_BINS)
+    seed = gen.point_seed(3, 0)
+    np.testing.assert_array_equal(ds.seeds[0], [realisation_seed(seed, r) for r in range(2)])
+    direct = IAMockModel(load_catalog("toy")).measure(dict(zip(gen.PARAM_NAMES, ds.params[0])), seed, 2, 1)
+    np.testing.assert_array_equal(ds.stats[0], direct.stats)
+    np.testing.assert_array_equal(ds.orientation_stats[0], direct.orientation_stats)
