@@ -320,3 +320,18 @@ def test_real_engine_on_toy_catalog(tmp_path):
     direct = IAMockModel(load_catalog("toy")).measure(dict(zip(gen.PARAM_NAMES, ds.params[0])), seed, 2, 1)
     np.testing.assert_array_equal(ds.stats[0], direct.stats)
     np.testing.assert_array_equal(ds.orientation_stats[0], direct.orientation_stats)
+
+
+def test_max_points_and_grace_bound_a_run(tmp_path, reference, monkeypatch, capsys):
+    out = tmp_path / "capped.h5"
+    gen.main(_args(out, "--max-points", "5"))
+    assert np.sum(read_dataset(out).status != STATUS_PENDING) == 5
+    monkeypatch.setenv(SLEEP_ENV, "30")  # points that would overrun the limit are abandoned after the grace
+    t0 = time.monotonic()
+    gen.main(_args(out, "--workers", "2", "--max-seconds", "0.1", "--grace", "1"))
+    assert time.monotonic() - t0 < 20
+    assert np.sum(read_dataset(out).status != STATUS_PENDING) == 5
+    assert "--grace 1 s passed" in capsys.readouterr().out
+    monkeypatch.setenv(SLEEP_ENV, "0")
+    gen.main(_args(out))
+    assert_same_data(read_dataset(out), reference)

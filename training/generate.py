@@ -298,13 +298,15 @@ def host_masses(catalog) -> np.ndarray | None:
 class SerialBackend:
     """In-process (--workers 1)."""
 
+    can_abort = False  # a point measured in this process cannot be cut short
+
     def __init__(self, model):
         self.model, self.capacity, self.queue = model, 1, []
 
     def submit(self, task: Task) -> None:
         self.queue.append(task)
 
-    def wait_one(self) -> dict:
+    def wait_one(self, timeout: float | None = None) -> dict:
         return measure_point(self.model, self.queue.pop(0))
 
     def shutdown(self, abort: bool = False) -> None:
@@ -332,6 +334,7 @@ class PoolBackend:
         from concurrent.futures import ProcessPoolExecutor
 
         self.capacity = n_workers
+        self.can_abort = True
         self.pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init_worker, initargs=(engine, catalog))
         self.futures = set()
@@ -339,10 +342,13 @@ class PoolBackend:
     def submit(self, task: Task) -> None:
         self.futures.add(self.pool.submit(_pool_task, task))
 
-    def wait_one(self) -> dict:
+    def wait_one(self, timeout: float | None = None) -> dict | None:
+        """The next finished point, or None if none finished within `timeout` seconds."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+        done, _ = wait(self.futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        if not done:
+            return None
         future = done.pop()
         self.futures.discard(future)
         return future.result()
@@ -367,13 +373,14 @@ class MPIBackend:
         self.capacity = len(self.idle)
         self.requests = {}
         self.stopped = False
+        self.can_abort = False  # busy ranks cannot be interrupted; the launcher's walltime is the hard limit
 
     def submit(self, task: Task) -> None:
         rank = self.idle.pop()
         self.comm.send(task, dest=rank, tag=TAG_TASK)
         self.requests[rank] = self.comm.irecv(source=rank, tag=TAG_RESULT)
 
-    def wait_one(self) -> dict:
+    def wait_one(self, timeout: float | None = None) -> dict:
         while True:  # poll with a short sleep: a blocking receive busy-waits a core in MPICH
             for rank, req in list(self.requests.items()):
                 ok, part = req.test()
@@ -564,7 +571,8 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
 
     previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     start = time.monotonic()
-    durations, queue, in_flight, stopped = [], list(todo), 0, None
+    hard_limit = None if args.max_seconds is None or not backend.can_abort else args.max_seconds + args.grace
+    durations, queue, in_flight, stopped, submitted = [], list(todo), 0, None, 0
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="pt", dynamic_ncols=True, smoothing=0.05,
                desc=out.name + (f" shard {shard_i}/{shard_n}" if shard_n > 1 else ""))
     try:
@@ -574,11 +582,18 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
                 if args.max_seconds is not None and time.monotonic() - start + typical > args.max_seconds:
                     stopped = f"--max-seconds {args.max_seconds:g} reached"
                     break
+                if args.max_points is not None and submitted >= args.max_points:
+                    stopped = f"--max-points {args.max_points} reached"
+                    break
                 backend.submit(make_task(args, design, queue.pop(0)))
                 in_flight += 1
+                submitted += 1
             if not in_flight:
                 break
-            part = backend.wait_one()
+            timeout = None if hard_limit is None else max(0.0, hard_limit - (time.monotonic() - start))
+            part = backend.wait_one(timeout)
+            if part is None:
+                raise KeyboardInterrupt(f"--max-seconds {args.max_seconds:g} + --grace {args.grace:g} s passed")
             in_flight -= 1
             store.write(part)
             durations.append(part["seconds"])
@@ -625,6 +640,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=None,
                    help="stop starting new points when the next would end after this many seconds; "
                         "finished points are kept and merged")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="with --max-seconds and --workers > 1: points still running this many seconds after the "
+                        "limit are abandoned (measured again by the next run; default 60)")
+    p.add_argument("--max-points", type=int, default=None,
+                   help="measure at most this many points in this run (keeps a run's new output small)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the design, expected galaxy counts and a time estimate (times one point)")
     p.add_argument("--merge-only", action="store_true", help="merge OUT.parts/ into OUT and exit")
@@ -643,6 +663,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --realisations {args.realisations} must be >= 1")
     if args.orientation_draws < 0:
         raise SystemExit(f"error: --orientation-draws {args.orientation_draws} must be >= 0")
+    if args.max_points is not None and args.max_points < 1:
+        raise SystemExit(f"error: --max-points {args.max_points} must be >= 1")
     if args.workers < 1:
         raise SystemExit(f"error: --workers {args.workers} must be >= 1")
     lo, hi = args.logMmin_range
