@@ -81,12 +81,13 @@ def read_covariance_file(path: str) -> np.ndarray:
     return np.asarray(cov, dtype=float)
 
 
-def interpolation_matrix(r_model: np.ndarray, r_data: np.ndarray) -> np.ndarray:
-    """W (len(r_data), len(r_model)): linear interpolation in ln r from model radii to data radii.
+def interpolation_nodes(r_model: np.ndarray, r_data: np.ndarray):
+    """(j, t) per data radius: it lies a fraction t of the way, in ln r, from model radius j to j + 1.
 
-    Exact at the model's own radii (the row is a unit vector); raises for data outside the model's range.
+    Raises for data outside the model's range. At a model radius t is exactly 0 (or 1 at the last one).
     """
-    x = np.log(np.asarray(r_model, dtype=float))
+    r_model = np.asarray(r_model, dtype=float)
+    x = np.log(r_model)
     xd = np.log(np.asarray(r_data, dtype=float))
     tol = 1e-9
     bad = (xd < x[0] - tol) | (xd > x[-1] + tol)
@@ -96,12 +97,27 @@ def interpolation_matrix(r_model: np.ndarray, r_data: np.ndarray) -> np.ndarray:
     xd = np.clip(xd, x[0], x[-1])
     j = np.clip(np.searchsorted(x, xd, side="right") - 1, 0, x.size - 2)
     t = (xd - x[j]) / (x[j + 1] - x[j])
-    w = np.zeros((xd.size, x.size))
-    rows = np.arange(xd.size)
+    t[np.abs(t) < 1e-9] = 0.0
+    t[np.abs(t - 1.0) < 1e-9] = 1.0
+    return j, t
+
+
+def interpolation_matrix(r_model: np.ndarray, r_data: np.ndarray) -> np.ndarray:
+    """W (len(r_data), len(r_model)): linear interpolation in ln r from model radii to data radii.
+
+    Exact at the model's own radii (the row is a unit vector); raises for data outside the model's range.
+    """
+    j, t = interpolation_nodes(r_model, r_data)
+    w = np.zeros((j.size, len(r_model)))
+    rows = np.arange(j.size)
     w[rows, j] = 1.0 - t
     w[rows, j + 1] += t
-    w[np.abs(w) < 1e-12] = 0.0
     return w
+
+
+def _log_interpolate(y, j, t):
+    """Interpolation of ln y, linear in ln r: y_j^(1-t) y_(j+1)^t (exact where t is 0 or 1). numpy or torch."""
+    return y[..., j] ** (1.0 - t) * y[..., j + 1] ** t
 
 
 class _IALikelihood(Likelihood):
@@ -219,6 +235,7 @@ class _IALikelihood(Likelihood):
         self.stats = [b[0] for b in blocks]
         self.data_vector = np.concatenate([b[2] for b in blocks])
         try:
+            self.nodes = [interpolation_nodes(r_model, b[1]) for b in blocks]
             self.interp = [interpolation_matrix(r_model, b[1]) for b in blocks]
         except ValueError as excpt:
             raise LoggedError(self.log, "%s", excpt) from excpt
@@ -265,9 +282,9 @@ class _IALikelihood(Likelihood):
     def model_vector(self, predictions: Mapping[str, np.ndarray]) -> np.ndarray:
         """The emulator prediction at the data radii, concatenated like the data vector."""
         parts = []
-        for (stat, _, _), w in zip(self.blocks, self.interp):
+        for (stat, _, _), w, (j, t) in zip(self.blocks, self.interp, self.nodes):
             y = np.asarray(predictions[stat], dtype=float)
-            parts.append(np.exp(w @ np.log(y)) if stat in _LOG_INTERPOLATED else w @ y)
+            parts.append(_log_interpolate(y, j, t) if stat in _LOG_INTERPOLATED else w @ y)
         return np.concatenate(parts)
 
     def _emulator_cov(self, predictions, model_vec):
@@ -342,10 +359,13 @@ class _IALikelihood(Likelihood):
                                       "set emulator_epistemic: false for gradient-based sampling")
         pred = self._theory.predict_torch(x, statistics=want)
         model_parts, cov_blocks = [], []
-        for (stat, r, _), w in zip(self.blocks, self.interp):
+        for (stat, r, _), w, (j, t) in zip(self.blocks, self.interp, self.nodes):
             wt = torch.as_tensor(w, dtype=torch.float64)
             y = pred[stat]
-            m = torch.exp(torch.log(y) @ wt.T) if stat in _LOG_INTERPOLATED else y @ wt.T
+            if stat in _LOG_INTERPOLATED:
+                m = _log_interpolate(y, torch.as_tensor(j), torch.as_tensor(t, dtype=torch.float64))
+            else:
+                m = y @ wt.T
             model_parts.append(m)
             if self.emulator_aleatoric > 0:
                 var = self.emulator_aleatoric * pred[f"{stat}_aleatoric_var"]
@@ -455,12 +475,16 @@ class TNG300Likelihood(_IALikelihood):
         suffix = input_options.get("suffix", defaults.get("suffix", "")) or ""
         fix_hod = input_options.get("fix_hod", defaults.get("fix_hod", True))
         params = dict(defaults.get("params") or {})
+
+        def latex(name):
+            return PARAM_LATEX[name] + (f"^{{({suffix.lstrip('_')})}}" if suffix else "")
+
         for name, loc in (("mu_cen", 0.5), ("mu_sat", 0.0)):
             params[name + suffix] = {"prior": {"min": -1.0, "max": 1.0}, "ref": {"dist": "norm", "loc": loc,
-                                     "scale": 0.1}, "proposal": 0.05, "latex": PARAM_LATEX[name]}
+                                     "scale": 0.1}, "proposal": 0.05, "latex": latex(name)}
         if fix_hod and sample in TNG300_HOD:
             for name in HOD_PARAMS:
-                params[name + suffix] = {"value": float(TNG300_HOD[sample][name]), "latex": PARAM_LATEX[name]}
+                params[name + suffix] = {"value": float(TNG300_HOD[sample][name]), "latex": latex(name)}
         defaults["params"] = params
         return defaults
 
@@ -564,5 +588,5 @@ def torch_logposterior(model):
     return names, logpost
 
 
-__all__ = ["IACorrelationLikelihood", "TNG300Likelihood", "interpolation_matrix", "read_covariance_file",
+__all__ = ["IACorrelationLikelihood", "TNG300Likelihood", "interpolation_matrix", "interpolation_nodes", "read_covariance_file",
            "read_data_file", "torch_logposterior", "PARAM_NAMES"]
