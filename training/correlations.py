@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from iaemu_theory.conventions import BIN_EDGES, STATISTICS
 
@@ -138,21 +138,13 @@ def _check_orientations(orientations, n: int) -> np.ndarray:
     return np.ascontiguousarray(ori / norm[:, None])
 
 
-@contextmanager
-def _threads(num_threads):
-    """Run numba's parallel loops on `num_threads` threads (None: numba's default), then restore."""
+def _resolve_threads(num_threads) -> int:
+    """Threads for one call: `num_threads`, or numba's current default (NUMBA_NUM_THREADS) if None."""
     if num_threads is None:
-        yield
-        return
-    maximum = numba.config.NUMBA_NUM_THREADS
-    if int(num_threads) != num_threads or not 1 <= num_threads <= maximum:
-        raise ValueError(f"num_threads={num_threads!r} must be an integer in [1, {maximum}] (NUMBA_NUM_THREADS)")
-    before = numba.get_num_threads()
-    numba.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+        return numba.get_num_threads()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"num_threads={num_threads!r} must be a positive integer (or None for numba's default)")
+    return int(num_threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,182 +203,178 @@ def _find_bin(d2, rbins_sq):
 
 
 @njit(cache=True, inline="always")
-def _separation(a, b, box, periodic):
-    """Minimum-image separation component b - a."""
-    d = b - a
-    if periodic:
-        half = 0.5 * box
-        if d > half:
-            d -= box
-        elif d < -half:
-            d += box
-    return d
+def _neighbour(c, dc, n, box, periodic):
+    """Neighbouring cell along one axis and the shift of its periodic image: (index, shift).
 
-
-@njit(cache=True, inline="always")
-def _neighbour(c, dc, n, periodic):
-    """Neighbouring cell index along one axis, or -1 outside a non-periodic grid."""
+    Index -1 means outside a non-periodic grid.  A galaxy at x in the neighbour sits at x + shift as
+    seen from cell c; cells are at least rmax wide and rmax < box/3, so this is the minimum image.
+    """
     m = c + dc
+    shift = 0.0
     if periodic:
         if m < 0:
             m += n
+            shift = -box
         elif m >= n:
             m -= n
+            shift = box
     elif m < 0 or m >= n:
         m = -1
-    return m
+    return m, shift
 
 
-@njit(parallel=True, cache=True)
-def _fused_pass(pos, ori, start, ncell, period, periodic, rbins_sq, n_chunks):
-    """One pass over unordered pairs: per-bin pair counts, sum of (e_i.r)^2 + (e_j.r)^2, sum of (e_i.e_j)^2."""
-    nb = rbins_sq.size - 1
+@njit(cache=True, nogil=True)
+def _fused_chunk(pos, ori, start, ncell, period, periodic, rbins_sq, chunk, n_chunks, counts, s_omega, s_eta):
+    """Unordered pairs whose first galaxy lies in the chunk's cells (c = chunk, chunk + n_chunks, ...).
+
+    Adds per bin: the pair count, (e_i.r)^2 + (e_j.r)^2 and (e_i.e_j)^2, into row `chunk`.
+    """
     nx, ny, nz = ncell[0], ncell[1], ncell[2]
     n_cells = nx * ny * nz
-    counts = np.zeros((n_chunks, nb), dtype=np.int64)
-    s_omega = np.zeros((n_chunks, nb))
-    s_eta = np.zeros((n_chunks, nb))
-    for chunk in prange(n_chunks):
-        cnt = np.zeros(nb, dtype=np.int64)
-        so = np.zeros(nb)
-        se = np.zeros(nb)
-        for c in range(chunk, n_cells, n_chunks):
-            i0, i1 = start[c], start[c + 1]
-            if i0 == i1:
+    cnt = counts[chunk]
+    so = s_omega[chunk]
+    se = s_eta[chunk]
+    for c in range(chunk, n_cells, n_chunks):
+        i0, i1 = start[c], start[c + 1]
+        if i0 == i1:
+            continue
+        cx = c // (ny * nz)
+        cy = (c // nz) % ny
+        cz = c % nz
+        for dx in range(-1, 2):
+            mx, sx = _neighbour(cx, dx, nx, period[0], periodic)
+            if mx < 0:
                 continue
-            cx = c // (ny * nz)
-            cy = (c // nz) % ny
-            cz = c % nz
+            for dy in range(-1, 2):
+                my, sy = _neighbour(cy, dy, ny, period[1], periodic)
+                if my < 0:
+                    continue
+                for dz in range(-1, 2):
+                    mz, sz = _neighbour(cz, dz, nz, period[2], periodic)
+                    if mz < 0:
+                        continue
+                    m = (mx * ny + my) * nz + mz
+                    if m < c:
+                        continue  # each cell pair once (neighbours are distinct when >= 3 per side)
+                    j1 = start[m + 1]
+                    for i in range(i0, i1):
+                        xi, yi, zi = pos[i, 0] - sx, pos[i, 1] - sy, pos[i, 2] - sz
+                        exi, eyi, ezi = ori[i, 0], ori[i, 1], ori[i, 2]
+                        j0 = i + 1 if m == c else start[m]
+                        for j in range(j0, j1):
+                            rx = pos[j, 0] - xi
+                            ry = pos[j, 1] - yi
+                            rz = pos[j, 2] - zi
+                            d2 = rx * rx + ry * ry + rz * rz
+                            k = _find_bin(d2, rbins_sq)
+                            if k < 0:
+                                continue
+                            inv = 1.0 / math.sqrt(d2)
+                            ci = (exi * rx + eyi * ry + ezi * rz) * inv
+                            cj = (ori[j, 0] * rx + ori[j, 1] * ry + ori[j, 2] * rz) * inv
+                            cij = exi * ori[j, 0] + eyi * ori[j, 1] + ezi * ori[j, 2]
+                            cnt[k] += 1
+                            so[k] += ci * ci + cj * cj
+                            se[k] += cij * cij
+
+
+@njit(cache=True, nogil=True)
+def _geometry_chunk(pos, start, ncell, period, periodic, rbins_sq, chunk, n_chunks, fill, offsets,
+                    pair_j, pair_k, tensor, n_upper):
+    """Pair geometry for the galaxies i in the chunk's cells (only rows i are written: no races).
+
+    Without `fill`: tensor[i, k] += r_hat r_hat^T (xx, yy, zz, xy, xz, yz) over all partners j != i,
+    and n_upper[i] = number of partners j > i (sorted order).  With `fill`: writes those partners
+    j > i and their bins into pair_j / pair_k from offsets[i].
+    """
+    nx, ny, nz = ncell[0], ncell[1], ncell[2]
+    n_cells = nx * ny * nz
+    for c in range(chunk, n_cells, n_chunks):
+        i0, i1 = start[c], start[c + 1]
+        if i0 == i1:
+            continue
+        cx = c // (ny * nz)
+        cy = (c // nz) % ny
+        cz = c % nz
+        for i in range(i0, i1):
+            xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
+            w = offsets[i] if fill else 0
             for dx in range(-1, 2):
-                mx = _neighbour(cx, dx, nx, periodic)
+                mx, sx = _neighbour(cx, dx, nx, period[0], periodic)
                 if mx < 0:
                     continue
                 for dy in range(-1, 2):
-                    my = _neighbour(cy, dy, ny, periodic)
+                    my, sy = _neighbour(cy, dy, ny, period[1], periodic)
                     if my < 0:
                         continue
                     for dz in range(-1, 2):
-                        mz = _neighbour(cz, dz, nz, periodic)
+                        mz, sz = _neighbour(cz, dz, nz, period[2], periodic)
                         if mz < 0:
                             continue
                         m = (mx * ny + my) * nz + mz
-                        if m < c:
-                            continue  # each cell pair once (neighbours are distinct when >= 3 per side)
-                        j1 = start[m + 1]
-                        for i in range(i0, i1):
-                            xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
-                            exi, eyi, ezi = ori[i, 0], ori[i, 1], ori[i, 2]
-                            j0 = i + 1 if m == c else start[m]
-                            for j in range(j0, j1):
-                                rx = _separation(xi, pos[j, 0], period[0], periodic)
-                                ry = _separation(yi, pos[j, 1], period[1], periodic)
-                                rz = _separation(zi, pos[j, 2], period[2], periodic)
-                                d2 = rx * rx + ry * ry + rz * rz
-                                k = _find_bin(d2, rbins_sq)
-                                if k < 0:
-                                    continue
-                                inv = 1.0 / math.sqrt(d2)
-                                ci = (exi * rx + eyi * ry + ezi * rz) * inv
-                                cj = (ori[j, 0] * rx + ori[j, 1] * ry + ori[j, 2] * rz) * inv
-                                cij = exi * ori[j, 0] + eyi * ori[j, 1] + ezi * ori[j, 2]
-                                cnt[k] += 1
-                                so[k] += ci * ci + cj * cj
-                                se[k] += cij * cij
-        counts[chunk] = cnt
-        s_omega[chunk] = so
-        s_eta[chunk] = se
-    # ordered pairs: each unordered pair contributes twice to DD and to the eta sum
-    return 2 * counts.sum(axis=0), s_omega.sum(axis=0), 2.0 * s_eta.sum(axis=0)
-
-
-@njit(parallel=True, cache=True)
-def _geometry_pass(pos, start, ncell, period, periodic, rbins_sq, n_chunks, fill, offsets, pair_j, pair_k):
-    """Pass over ordered pairs (i's cell owns i's outputs, so writes never race).
-
-    Always: per-galaxy per-bin tensor sums T[i, k] = sum_j r_hat r_hat^T (xx, yy, zz, xy, xz, yz)
-    and the number of partners j > i (sorted order) within the bins.  With `fill`, also writes
-    those partners and their bins into pair_j / pair_k from offsets[i].
-    """
-    nb = rbins_sq.size - 1
-    n = pos.shape[0]
-    nx, ny, nz = ncell[0], ncell[1], ncell[2]
-    n_cells = nx * ny * nz
-    tensor = np.zeros((n, nb, 6)) if not fill else np.zeros((0, nb, 6))
-    n_upper = np.zeros(n, dtype=np.int64)
-    for chunk in prange(n_chunks):
-        for c in range(chunk, n_cells, n_chunks):
-            i0, i1 = start[c], start[c + 1]
-            if i0 == i1:
-                continue
-            cx = c // (ny * nz)
-            cy = (c // nz) % ny
-            cz = c % nz
-            for i in range(i0, i1):
-                xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
-                w = offsets[i] if fill else 0
-                for dx in range(-1, 2):
-                    mx = _neighbour(cx, dx, nx, periodic)
-                    if mx < 0:
-                        continue
-                    for dy in range(-1, 2):
-                        my = _neighbour(cy, dy, ny, periodic)
-                        if my < 0:
-                            continue
-                        for dz in range(-1, 2):
-                            mz = _neighbour(cz, dz, nz, periodic)
-                            if mz < 0:
+                        if fill and m < c:
+                            continue  # cells before c hold only j < i (galaxies are sorted by cell)
+                        j0 = i + 1 if (fill and m == c) else start[m]
+                        for j in range(j0, start[m + 1]):
+                            if j == i:
                                 continue
-                            m = (mx * ny + my) * nz + mz
-                            for j in range(start[m], start[m + 1]):
-                                if j == i or (fill and j < i):
-                                    continue
-                                rx = _separation(xi, pos[j, 0], period[0], periodic)
-                                ry = _separation(yi, pos[j, 1], period[1], periodic)
-                                rz = _separation(zi, pos[j, 2], period[2], periodic)
-                                d2 = rx * rx + ry * ry + rz * rz
-                                k = _find_bin(d2, rbins_sq)
-                                if k < 0:
-                                    continue
-                                if fill:
-                                    pair_j[w] = j
-                                    pair_k[w] = k
-                                    w += 1
-                                    continue
-                                if j > i:
-                                    n_upper[i] += 1
-                                inv2 = 1.0 / d2
-                                tensor[i, k, 0] += rx * rx * inv2
-                                tensor[i, k, 1] += ry * ry * inv2
-                                tensor[i, k, 2] += rz * rz * inv2
-                                tensor[i, k, 3] += rx * ry * inv2
-                                tensor[i, k, 4] += rx * rz * inv2
-                                tensor[i, k, 5] += ry * rz * inv2
-    return tensor, n_upper
+                            rx = pos[j, 0] - (xi - sx)
+                            ry = pos[j, 1] - (yi - sy)
+                            rz = pos[j, 2] - (zi - sz)
+                            d2 = rx * rx + ry * ry + rz * rz
+                            k = _find_bin(d2, rbins_sq)
+                            if k < 0:
+                                continue
+                            if fill:
+                                pair_j[w] = j
+                                pair_k[w] = k
+                                w += 1
+                                continue
+                            if j > i:
+                                n_upper[i] += 1
+                            inv2 = 1.0 / d2
+                            tensor[i, k, 0] += rx * rx * inv2
+                            tensor[i, k, 1] += ry * ry * inv2
+                            tensor[i, k, 2] += rz * rz * inv2
+                            tensor[i, k, 3] += rx * ry * inv2
+                            tensor[i, k, 4] += rx * rz * inv2
+                            tensor[i, k, 5] += ry * rz * inv2
 
 
-@njit(parallel=True, cache=True)
-def _orientation_sums(ori, tensor, offsets, pair_j, pair_k, nb, n_chunks):
-    """Per-bin sums of (e_i.r_hat)^2 over ordered pairs (via the tensors) and (e_i.e_j)^2 (via the pair list)."""
-    n = ori.shape[0]
-    s_omega = np.zeros((n_chunks, nb))
-    s_eta = np.zeros((n_chunks, nb))
-    for chunk in prange(n_chunks):
-        so = np.zeros(nb)
-        se = np.zeros(nb)
-        for i in range(chunk, n, n_chunks):
-            ex, ey, ez = ori[i, 0], ori[i, 1], ori[i, 2]
-            xx, yy, zz = ex * ex, ey * ey, ez * ez
-            xy, xz, yz = 2.0 * ex * ey, 2.0 * ex * ez, 2.0 * ey * ez
-            for k in range(nb):
-                t = tensor[i, k]
-                so[k] += xx * t[0] + yy * t[1] + zz * t[2] + xy * t[3] + xz * t[4] + yz * t[5]
-            for p in range(offsets[i], offsets[i + 1]):
-                j = pair_j[p]
-                cij = ex * ori[j, 0] + ey * ori[j, 1] + ez * ori[j, 2]
-                se[pair_k[p]] += cij * cij
-        s_omega[chunk] = so
-        s_eta[chunk] = se
-    return s_omega.sum(axis=0), 2.0 * s_eta.sum(axis=0)
+@njit(cache=True, nogil=True)
+def _orientation_chunk(ori, tensor, offsets, pair_j, pair_k, chunk, n_chunks, s_omega, s_eta):
+    """For galaxies i = chunk, chunk + n_chunks, ...: per-bin sums of e_i^T T_ik e_i (omega, all
+    partners) and of (e_i.e_j)^2 over the stored partners j > i (eta), into row `chunk`."""
+    nb = tensor.shape[1]
+    so = s_omega[chunk]
+    se = s_eta[chunk]
+    for i in range(chunk, ori.shape[0], n_chunks):
+        ex, ey, ez = ori[i, 0], ori[i, 1], ori[i, 2]
+        xx, yy, zz = ex * ex, ey * ey, ez * ez
+        xy, xz, yz = 2.0 * ex * ey, 2.0 * ex * ez, 2.0 * ey * ez
+        for k in range(nb):
+            so[k] += (xx * tensor[i, k, 0] + yy * tensor[i, k, 1] + zz * tensor[i, k, 2]
+                      + xy * tensor[i, k, 3] + xz * tensor[i, k, 4] + yz * tensor[i, k, 5])
+        for p in range(offsets[i], offsets[i + 1]):
+            j = pair_j[p]
+            cij = ex * ori[j, 0] + ey * ori[j, 1] + ez * ori[j, 2]
+            se[pair_k[p]] += cij * cij
+
+
+def _run_chunks(kernel, args_before, args_after, num_threads):
+    """Call kernel(*args_before, chunk, _N_CHUNKS, *args_after) for every chunk on `num_threads` threads.
+
+    The kernels release the GIL, so a plain thread pool runs them in parallel; each chunk writes
+    only its own rows, and the chunk layout does not depend on the thread count (deterministic sums).
+    """
+    if num_threads == 1:
+        for chunk in range(_N_CHUNKS):
+            kernel(*args_before, chunk, _N_CHUNKS, *args_after)
+        return
+    with ThreadPoolExecutor(max_workers=num_threads) as pool:
+        futures = [pool.submit(kernel, *args_before, chunk, _N_CHUNKS, *args_after) for chunk in range(_N_CHUNKS)]
+        for future in futures:
+            future.result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,23 +425,32 @@ def measure_correlations(positions, orientations, period, rbins=BIN_EDGES, *, nu
 
     positions: (N, 3) in Mpc/h inside [0, period]; orientations: (N, 3) major axes (normalised here);
     period: box side (scalar or length 3), or None for a non-periodic catalogue (then xi is NaN);
-    num_threads: numba threads for this call (None: numba's default).
+    num_threads: threads for this call (None: numba's default, i.e. NUMBA_NUM_THREADS).
     """
     rbins = _check_rbins(rbins)
     period_arr, periodic = _check_period(period, rbins[-1])
     pos = _check_positions(positions, period_arr, periodic)
     ori = _check_orientations(orientations, pos.shape[0])
+    threads = _resolve_threads(num_threads)
     if not periodic:
         _warn_no_xi()
     n = pos.shape[0]
     if n < 2:
         return _all_nan(n, rbins)
+    nb = rbins.size - 1
     cells = _build_cells(pos, period_arr, periodic, rbins[-1])
-    with _threads(num_threads):
-        dd, s_omega, s_eta = _fused_pass(
-            cells.pos, ori[cells.order], cells.start, cells.ncell, period_arr, periodic, rbins**2, _N_CHUNKS
-        )
-    return _assemble(dd, s_omega, s_eta, n, rbins, period_arr, periodic)
+    counts = np.zeros((_N_CHUNKS, nb), dtype=np.int64)
+    s_omega = np.zeros((_N_CHUNKS, nb))
+    s_eta = np.zeros((_N_CHUNKS, nb))
+    _run_chunks(
+        _fused_chunk,
+        (cells.pos, ori[cells.order], cells.start, cells.ncell, period_arr, periodic, rbins**2),
+        (counts, s_omega, s_eta),
+        threads,
+    )
+    # ordered pairs, as halotools counts them: each unordered pair twice in DD and in the eta sum
+    return _assemble(2 * counts.sum(axis=0), s_omega.sum(axis=0), 2.0 * s_eta.sum(axis=0), n, rbins,
+                     period_arr, periodic)
 
 
 class PairGeometry:
@@ -461,35 +458,35 @@ class PairGeometry:
 
     Built once: pair counts and xi, per-galaxy per-bin tensors sum_j r_hat r_hat^T (omega becomes
     O(N * bins) per draw) and the list of pairs with their bins (eta is one sweep over it).
-    Memory: about 48 * N * n_bins bytes for the tensors plus 9 bytes per unordered pair.
+    Memory: 48 * N * n_bins bytes for the tensors plus 5 bytes per unordered pair in the bins.
     """
 
     def __init__(self, positions, period, rbins=BIN_EDGES, *, num_threads=None):
         self.rbins = _check_rbins(rbins)
         self.period, self.periodic = _check_period(period, self.rbins[-1])
         pos = _check_positions(positions, self.period, self.periodic)
-        self.num_threads = num_threads
-        self.n_galaxies = pos.shape[0]
+        self.num_threads = _resolve_threads(num_threads)
+        self.n_galaxies = n = pos.shape[0]
         nb = self.rbins.size - 1
-        if self.n_galaxies < 2:
-            self._cells = None
+        self._cells = None
+        self.n_pairs = np.zeros(nb, dtype=np.int64)
+        if n < 2:
             return
         cells = _build_cells(pos, self.period, self.periodic, self.rbins[-1])
-        rbins_sq = self.rbins**2
-        with _threads(num_threads):
-            empty_i = np.zeros(1, dtype=np.int64)
-            tensor, n_upper = _geometry_pass(
-                cells.pos, cells.start, cells.ncell, self.period, self.periodic, rbins_sq, _N_CHUNKS,
-                False, empty_i, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int8),
-            )
-            offsets = np.zeros(self.n_galaxies + 1, dtype=np.int64)
-            np.cumsum(n_upper, out=offsets[1:])
-            pair_j = np.empty(offsets[-1], dtype=np.int32)
-            pair_k = np.empty(offsets[-1], dtype=np.int8 if nb < 128 else np.int16)
-            _geometry_pass(
-                cells.pos, cells.start, cells.ncell, self.period, self.periodic, rbins_sq, _N_CHUNKS,
-                True, offsets, pair_j, pair_k,
-            )
+        geometry = (cells.pos, cells.start, cells.ncell, self.period, self.periodic, self.rbins**2)
+        tensor = np.zeros((n, nb, 6))
+        n_upper = np.zeros(n, dtype=np.int64)
+        none_i64, none_i32 = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+        pair_k_dtype = np.int8 if nb < 128 else np.int16
+        _run_chunks(_geometry_chunk, geometry,
+                    (False, none_i64, none_i32, np.zeros(0, dtype=pair_k_dtype), tensor, n_upper),
+                    self.num_threads)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(n_upper, out=offsets[1:])
+        pair_j = np.empty(offsets[-1], dtype=np.int32)
+        pair_k = np.empty(offsets[-1], dtype=pair_k_dtype)
+        _run_chunks(_geometry_chunk, geometry,
+                    (True, offsets, pair_j, pair_k, np.zeros((0, nb, 6)), none_i64), self.num_threads)
         self._cells = cells
         self._tensor = tensor
         self._offsets = offsets
@@ -505,13 +502,15 @@ class PairGeometry:
     def measure(self, orientations) -> Correlations:
         """xi, omega, eta for new orientations of the same galaxies (xi is the same for every draw)."""
         ori = _check_orientations(orientations, self.n_galaxies)
-        if self._cells is None:
-            return _all_nan(self.n_galaxies, self.rbins)
         if not self.periodic:
             _warn_no_xi()
+        if self._cells is None:
+            return _all_nan(self.n_galaxies, self.rbins)
         nb = self.rbins.size - 1
-        with _threads(self.num_threads):
-            s_omega, s_eta = _orientation_sums(
-                ori[self._cells.order], self._tensor, self._offsets, self._pair_j, self._pair_k, nb, _N_CHUNKS
-            )
-        return _assemble(self.n_pairs, s_omega, s_eta, self.n_galaxies, self.rbins, self.period, self.periodic)
+        s_omega = np.zeros((_N_CHUNKS, nb))
+        s_eta = np.zeros((_N_CHUNKS, nb))
+        _run_chunks(_orientation_chunk,
+                    (ori[self._cells.order], self._tensor, self._offsets, self._pair_j, self._pair_k),
+                    (s_omega, s_eta), self.num_threads)
+        return _assemble(self.n_pairs, s_omega.sum(axis=0), 2.0 * s_eta.sum(axis=0), self.n_galaxies,
+                         self.rbins, self.period, self.periodic)
