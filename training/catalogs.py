@@ -49,12 +49,12 @@ BOLPLANCK_HOST_MASS_BINS = np.logspace(10.5, 15.2, 15)
 HALOTOOLS_NUM_PTCL_REQUIREMENT = 300
 
 BOLPLANCK_DOWNLOAD_HELP = (
-    "The Bolshoi-Planck halo catalog is not in the halotools cache. Download it once (about 1 GB, needs internet) with\n"
+    "The Bolshoi-Planck halo catalog is not in the halotools cache. Download it once (needs internet) with\n"
     "    python -c \"from halotools.sim_manager import DownloadManager; "
     "DownloadManager().download_processed_halo_table('bolplanck', 'rockstar', 0.0, version_name='halotools_v0p4')\"\n"
     "(it is stored under ~/.astropy/cache/halotools/halo_catalogs/bolplanck/rockstar/). Note that halotools' "
     "download_initial_halocat.py script downloads Bolshoi, not Bolshoi-Planck. Alternatively pass the path of an "
-    "existing halotools hdf5 file, e.g. --catalog /path/to/hlist_1.00231.list.halotools_v0p4.hdf5"
+    "existing halotools-format hdf5 file of that catalog as the catalog name."
 )
 
 

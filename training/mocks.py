@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+from astropy.table import Table
 from astropy.utils.misc import NumpyRNGContext
 from halotools.empirical_models import (HodModelFactory, SubhaloPhaseSpace, TrivialPhaseSpace, Zheng07Cens,
                                         Zheng07Sats)
@@ -42,9 +43,11 @@ __all__ = ["IAMockModel", "PointResult", "SeededCentralAlignment", "SeededRadial
 
 #: Largest seed halotools accepts is 2**32 - 1 and the mock factory adds about 10 to it.
 _SEED_BITS = 31
+#: Galaxy-table columns put first (halotools' own column order varies with set ordering); the rest sorted.
+_LEADING_COLUMNS = ("gal_type", "x", "y", "z", "vx", "vy", "vz",
+                    *(f"galaxy_axis{a}_{c}" for a in "ABC" for c in "xyz"))
 _FEATURE_SEQUENCE = ("centrals_occupation", "centrals_profile", "satellites_occupation", "satellites_profile",
                      "centrals_orientation", "satellites_orientation")
-_AXIS_COLUMNS = tuple(f"galaxy_axis{a}_{c}" for a in "ABC" for c in "xyz")
 
 
 def realisation_seed(seed: int, r: int) -> int:
@@ -64,11 +67,12 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def _correlated_axes(input_vectors: np.ndarray, strength: float, seed):
+def _correlated_axes(input_vectors: np.ndarray, strength: float, seed, major_only: bool = False):
     """Galaxy (major, intermediate, minor) axes, major drawn around `input_vectors` with strength mu.
 
     The same draws as halotools' alignment components (Dimroth-Watson about each input vector, then a
     uniformly random perpendicular intermediate axis), but every draw seeded from `seed`.
+    With major_only the intermediate and minor axes are not drawn (returned as None).
     """
     n = input_vectors.shape[0]
     if n == 0:
@@ -86,6 +90,8 @@ def _correlated_axes(input_vectors: np.ndarray, strength: float, seed):
     if np.any(bad):
         with NumpyRNGContext(s_fix + 1):
             major[bad] = random_unit_vectors_3d(int(bad.sum()))
+    if major_only:
+        return major, None, None
     inter = random_perpendicular_directions(major, seed=s_perp)
     minor = vectors_normal_to_planes(major, inter)
     return major, inter, minor
@@ -258,7 +264,8 @@ class IAMockModel:
     def populate(self, params: Mapping[str, float], seed: int):
         """One mock realisation: an astropy Table of galaxies (x, y, z, galaxy_axisA_x/y/z, gal_type, ...).
 
-        Bit-identical for the same (catalog, params, seed); seed must be an integer in [0, 2**31).
+        Bit-identical (columns in a fixed order, every value) for the same (catalog, params, seed);
+        seed must be an integer in [0, 2**31).
         """
         self.set_params(params)
         seed = _check_seed(seed)
@@ -268,19 +275,30 @@ class IAMockModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             self.model.mock.populate(seed=seed)
-        return self.model.mock.galaxy_table
+        table = self.model.mock.galaxy_table
+        first = [c for c in _LEADING_COLUMNS if c in table.colnames]
+        order = first + sorted(c for c in table.colnames if c not in first)
+        return Table([table[c] for c in order], copy=False)
 
     def redraw_orientations(self, table, seed: int) -> np.ndarray:
         """New galaxy major axes (N, 3) for the galaxies of `table` (positions kept), from `seed`.
 
-        Uses the same seeded components as `populate`; `table` is not modified.
+        The same draws as the seeded components in `populate` (at the current parameters), without
+        the intermediate/minor axes; rounded to float32 as the galaxy table stores them. `table` is not modified.
         """
-        work = table[["gal_type", "halo_axisA_x", "halo_axisA_y", "halo_axisA_z", "x", "y", "z",
-                      "halo_x", "halo_y", "halo_z", *_AXIS_COLUMNS]].copy()
-        seeds = np.random.SeedSequence(_check_seed(seed)).generate_state(2, np.uint32) >> 1
-        self.model.assign_central_orientation_centrals(table=work, seed=int(seeds[0]))
-        self.model.assign_satellite_orientation_satellites(table=work, seed=int(seeds[1]), Lbox=np.full(3, self.Lbox))
-        return galaxy_arrays(work)[1]
+        if self._params is None:
+            raise RuntimeError("set the parameters (populate, measure or set_params) before redrawing orientations")
+        s_cen, s_sat = (int(s) >> 1 for s in np.random.SeedSequence(_check_seed(seed)).generate_state(2, np.uint32))
+        gal_type = np.asarray(table["gal_type"])
+        major = np.zeros((len(table), 3))
+        cen = gal_type == "centrals"
+        halo_axes = np.column_stack([np.asarray(table[f"halo_axisA_{c}"], dtype=np.float64)[cen] for c in "xyz"])
+        major[cen] = _correlated_axes(halo_axes, self._params["mu_cen"], s_cen, major_only=True)[0]
+        sat = gal_type == "satellites"
+        columns = {k: np.asarray(table[k], dtype=np.float64)[sat] for k in ("x", "y", "z", "halo_x", "halo_y", "halo_z")}
+        radial, _ = self._satellite_orientation.get_radial_vector(Lbox=np.full(3, self.Lbox), table=columns)
+        major[sat] = _correlated_axes(radial, self._params["mu_sat"], s_sat, major_only=True)[0]
+        return major.astype(np.float32).astype(np.float64)
 
     def statistics(self, table) -> np.ndarray:
         """(3, N_BINS) xi, omega, eta of a galaxy table (NaN in empty bins, all NaN below 2 galaxies)."""

@@ -1,0 +1,40 @@
+"""Shared pytest fixtures: a small synthetic halo catalog, its mock model and its npz file.
+
+The toy catalog (`training.catalogs.make_toy_catalog`) is for tests only; it is not physical.
+"""
+import pytest
+
+#: A valid parameter point on the toy catalog (about 800 galaxies).
+TOY_PARAMS = dict(mu_cen=0.8, mu_sat=0.5, logMmin=11.8, sigma_logM=0.26, logM0=12.0, logM1=13.0, alpha=1.0)
+
+
+@pytest.fixture(scope="session")
+def toy_catalog():
+    """3000 host halos in a 60 Mpc/h box with subhalos along the hosts' major axes (seconds to build)."""
+    from training.catalogs import make_toy_catalog
+
+    return make_toy_catalog(n_hosts=3000, Lbox=60.0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_catalog):
+    """The paper's halotools-IA model bound to the toy catalog."""
+    from training.mocks import IAMockModel
+
+    return IAMockModel(toy_catalog)
+
+
+@pytest.fixture(scope="session")
+def toy_catalog_file(toy_catalog, tmp_path_factory):
+    """The toy catalog written as an npz catalog file (for --catalog PATH)."""
+    from training.catalogs import write_catalog_npz
+
+    path = tmp_path_factory.mktemp("catalogs") / "toy_catalog.npz"
+    write_catalog_npz(toy_catalog, path)
+    return path
+
+
+@pytest.fixture
+def toy_params():
+    """A fresh copy of TOY_PARAMS."""
+    return dict(TOY_PARAMS)
