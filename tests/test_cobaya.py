@@ -385,3 +385,24 @@ def test_mpi_two_ranks_short_chain(artifact, tmp_path):
     assert len(chains) == 2, list((tmp_path / "chains").iterdir())
     for chain in chains:
         assert np.loadtxt(chain).shape[0] >= 5
+
+
+# ---------------------------------------------------------------- iaemu-plot
+
+def test_iaemu_plot_triangle_and_ppd(artifact, tmp_path, monkeypatch):
+    from iaemu_theory import plotting
+
+    monkeypatch.setenv("IAEMU_ARTIFACT", artifact)
+    info = yaml_load_file(str(REPO / "yaml" / "iaemu_tng.yaml"))
+    info["sampler"] = {"mcmc": {"max_samples": 80, "Rminus1_stop": 0.5, "learn_proposal": False}}
+    prefix = str(tmp_path / "chains" / "tng")
+    info["output"] = prefix
+    run(info)
+    out = tmp_path / "figs" / "tng.png"
+    assert plotting.main([prefix, "--markers", "mu_cen=0.5,mu_sat=0.1", "--out", str(out), "--draws", "30"]) == 0
+    for name in ("tng.png", "tng.pdf", "tng_ppd.png", "tng_ppd.pdf"):
+        assert (tmp_path / "figs" / name).stat().st_size > 1000, name
+    assert plotting.parse_markers(["mu_cen=0.5,mu_sat=-0.1", "logMmin=12"]) == {"mu_cen": 0.5, "mu_sat": -0.1,
+                                                                               "logMmin": 12.0}
+    with pytest.raises(SystemExit):
+        plotting.main([str(tmp_path / "missing")])
