@@ -507,14 +507,17 @@ def dry_run(args, design, todo, model, catalog) -> None:
         counts = expected_galaxy_counts(design, masses)
         q = np.percentile(counts, [0, 5, 50, 95, 100])
         print(f"expected galaxies per realisation ({masses.size} hosts): min {q[0]:.0f}, 5% {q[1]:.0f}, "
-              f"median {q[2]:.0f}, 95% {q[3]:.0f}, max {q[4]:.0f}; points with < 100: {np.sum(counts < 100)}")
+              f"median {q[2]:.0f}, 95% {q[3]:.0f}, max {q[4]:.0f}; points below 100: {np.sum(counts < 100)}, "
+              f"below 1000: {np.sum(counts < 1000)}")
     else:
         print("expected galaxies: the catalog does not expose host masses")
     if not todo:
         return
     pick = todo[int(np.argsort(counts[todo])[len(todo) // 2])] if counts is not None else todo[0]
+    task = make_task(args, design, pick)
+    measure_point(model, Task(task.index, task.params, task.seed, 1, min(1, task.n_orientation_draws)))  # compile
     t0 = time.perf_counter()
-    part = measure_point(model, make_task(args, design, pick))
+    part = measure_point(model, task)
     seconds = time.perf_counter() - t0
     n_workers = max(1, args.workers)
     print(f"one point (index {pick}, {int(np.nanmean(part['n_galaxies']))} galaxies, status {part['status']}"
