@@ -555,6 +555,10 @@ def torch_logposterior(model):
         raise ValueError(f"external priors {list(model.prior.external)} are not differentiable")
     names = list(model.parameterization.sampled_params())
     fixed = dict(model.parameterization.constant_params())
+    dependent = [p for p in model.parameterization.input_params() if p not in names and p not in fixed]
+    if dependent:
+        raise ValueError(f"input parameters {dependent} are functions of others; the differentiable path supports "
+                         f"only sampled and fixed parameters")
     priors = []
     for name, pdf in zip(model.prior.params, model.prior.pdf):
         dist = pdf.dist.name
