@@ -28,6 +28,7 @@ from training.schema import (STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDI
 TESTS = Path(__file__).resolve().parent
 FAKE_ENGINE = "test_generate:fake_engine"
 SLEEP_ENV = "IAEMU_FAKE_SLEEP"
+DIE_ENV = "IAEMU_FAKE_DIE"
 
 
 class FakeCatalog:
@@ -41,6 +42,8 @@ class FakeModel:
 
     def measure(self, params, seed, n_realisations=10, orientation_draws=0):
         time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
+        if os.environ.get(DIE_ENV) and params["mu_cen"] > 0.5:
+            os._exit(3)  # a worker killed mid-point (out of memory, say)
         rng = np.random.default_rng(seed)
         r = BIN_CENTRES
         amp = 10.0 ** (params["logMmin"] - 12.0)
@@ -334,4 +337,15 @@ def test_max_points_and_grace_bound_a_run(tmp_path, reference, monkeypatch, caps
     assert "--grace 1 s passed" in capsys.readouterr().out
     monkeypatch.setenv(SLEEP_ENV, "0")
     gen.main(_args(out))
+    assert_same_data(read_dataset(out), reference)
+
+
+def test_dead_worker_keeps_finished_points(tmp_path, reference, monkeypatch, capsys):
+    out = tmp_path / "dead.h5"
+    monkeypatch.setenv(DIE_ENV, "1")
+    assert gen.main(_args(out, "--workers", "2")) == 1
+    assert "a worker process died" in capsys.readouterr().out
+    assert np.sum(read_dataset(out).status == STATUS_PENDING) >= 1
+    monkeypatch.delenv(DIE_ENV)
+    assert gen.main(_args(out, "--workers", "2")) == 0
     assert_same_data(read_dataset(out), reference)

@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -575,7 +576,7 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
     previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     start = time.monotonic()
     hard_limit = None if args.max_seconds is None or not backend.can_abort else args.max_seconds + args.grace
-    durations, queue, in_flight, stopped, submitted = [], list(todo), 0, None, 0
+    durations, queue, in_flight, stopped, submitted, failed = [], list(todo), 0, None, 0, False
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="pt", dynamic_ncols=True, smoothing=0.05,
                desc=out.name + (f" shard {shard_i}/{shard_n}" if shard_n > 1 else ""))
     try:
@@ -607,6 +608,10 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
     except KeyboardInterrupt as exc:
         stopped = f"interrupted ({exc or 'Ctrl-C'}); {in_flight} point(s) in flight were lost"
         backend.shutdown(abort=True)
+    except BrokenExecutor as exc:  # a worker process died (killed, out of memory): keep what finished
+        stopped = f"a worker process died ({exc}); {in_flight} point(s) in flight were lost"
+        failed = True
+        backend.shutdown(abort=True)
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous_handler)
@@ -619,7 +624,7 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
         print(f"stopped: {stopped}.")
     if left:
         print(f"{left} point(s) of this shard left: re-run the same command to continue.")
-    return 0
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
