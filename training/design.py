@@ -40,13 +40,21 @@ def unit_design(n_points: int, seed: int, method: str = "sobol") -> np.ndarray:
 
     d = len(PARAM_NAMES)
     if method == "sobol":
-        sampler = qmc.Sobol(d=d, scramble=True, seed=np.random.default_rng(seed))
+        sampler = _qmc_engine(qmc.Sobol, d, seed, scramble=True)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
             return sampler.random(n_points)
     if method == "lhs":
-        return qmc.LatinHypercube(d=d, seed=np.random.default_rng(seed)).random(n_points)
+        return _qmc_engine(qmc.LatinHypercube, d, seed).random(n_points)
     raise ValueError(f"unknown design method {method!r}; expected one of {list(DESIGN_METHODS)}")
+
+
+def _qmc_engine(cls, d: int, seed: int, **kwargs):
+    """A scipy.stats.qmc engine driven by a numpy Generator (`rng=` since SciPy 1.15, `seed=` before)."""
+    try:
+        return cls(d=d, rng=np.random.default_rng(seed), **kwargs)
+    except TypeError:
+        return cls(d=d, seed=np.random.default_rng(seed), **kwargs)
 
 
 def realistic_design(n_points: int, seed: int, domain: Domain | None = None, method: str = "sobol") -> np.ndarray:
