@@ -42,7 +42,7 @@ __all__ = ["Correlations", "PairGeometry", "measure_correlations"]
 _N_CHUNKS = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Correlations:
     """xi, omega, eta per radial bin, with the ordered pair counts DD behind them.
 
