@@ -1,0 +1,126 @@
+"""Tests of the N-body catalog pipeline (training.nbody) on the seconds-long `test` preset."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
+
+from training.nbody import COLUMNS, build_catalog, get_preset, load_catalog_columns, read_diagnostics  # noqa: E402
+from training.nbody import cosmology  # noqa: E402
+from training.nbody.halos import satellite_sites  # noqa: E402
+from training.nbody.mesh import cic_paint, pm_accelerations  # noqa: E402
+from training.nbody.simulation import initial_conditions, run_pm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def test_build(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("iaemu_cache")
+    path = build_catalog("test", seed=3, progress=False, cache_dir=cache)
+    return cache, path
+
+
+def test_cic_conserves_mass_and_pm_conserves_momentum():
+    rng = np.random.default_rng(0)
+    L, n = 20.0, 16
+    pos = (rng.random((5000, 3)) * L).astype(np.float32)
+    mesh = cic_paint(pos, n, L)
+    assert mesh.sum(dtype=np.float64) == pytest.approx(5000.0, rel=1e-6)
+    # clustered particles: the total PM force (action = reaction) vanishes
+    pos[:2000] = (5.0 + rng.normal(size=(2000, 3))).astype(np.float32) % L
+    acc = pm_accelerations(pos, n, L)
+    typical = np.abs(acc).mean()
+    assert typical > 0
+    assert np.all(np.abs(acc.sum(axis=0, dtype=np.float64)) / len(pos) < 1e-3 * typical)
+
+
+def test_ic_power_matches_colossus(test_build):
+    _, path = test_build
+    d = read_diagnostics(path)
+    k, n = d["ic_k"], d["ic_n_modes"]
+    ok = (n > 0) & (k < 0.5 * d["ic_k_nyquist_particles"])
+    # the realised linear field against colossus: a mode-weighted average, error ~ sqrt(1 / modes)
+    ratio = np.sum(n[ok] * d["ic_p_lin_field"][ok] / d["ic_p_colossus"][ok]) / n[ok].sum()
+    assert abs(ratio - 1) < 3 / np.sqrt(n[ok].sum()) + 0.01
+    # the 2LPT particles against the field they were displaced by (same modes, no cosmic variance)
+    lpt = np.sum(n[ok] * d["ic_p_ic"][ok]) / np.sum(n[ok] * d["ic_p_lin_field"][ok])
+    assert abs(lpt - 1) < 0.05
+
+
+def test_column_contract(test_build):
+    cache, _ = test_build
+    cols, meta = load_catalog_columns("test", seed=3, cache_dir=cache, build_if_missing=False)
+    assert set(COLUMNS) <= set(cols)
+    n = len(cols["halo_id"])
+    assert all(len(cols[c]) == n for c in COLUMNS)
+    L = meta["Lbox"]
+    assert meta["redshift"] == 0.0 and meta["seed"] == 3 and meta["preset"] == "test"
+    assert meta["catalog_id"] == "iaemu-pm-test-s3-v1"
+    assert meta["particle_mass"] == pytest.approx(get_preset("test").particle_mass)
+    for c in "xyz":
+        assert np.all((cols[f"halo_{c}"] >= 0) & (cols[f"halo_{c}"] < L))
+    host = cols["halo_upid"] == -1
+    assert 50 < host.sum() < n
+    assert np.all(cols["halo_hostid"][host] == cols["halo_id"][host])
+    ids = dict(zip(cols["halo_id"][host], np.flatnonzero(host)))
+    sub = ~host
+    assert np.all(cols["halo_upid"][sub] == cols["halo_hostid"][sub])
+    hidx = np.array([ids[h] for h in cols["halo_hostid"][sub]])
+    assert np.allclose(cols["halo_mvir_host_halo"][sub], cols["halo_mvir"][hidx])
+    assert np.allclose(cols["halo_mvir_host_halo"][host], cols["halo_mvir"][host])
+    assert np.all(cols["halo_mpeak"][sub] < cols["halo_mvir"][hidx])
+    axis = np.stack([cols[f"halo_axisA_{c}"] for c in "xyz"], axis=1)
+    assert np.allclose(np.linalg.norm(axis, axis=1), 1.0, atol=1e-6)
+    # masses rank-matched to Tinker08: the abundance above each mass equals the rank
+    m = np.sort(cols["halo_mvir"][host])[::-1]
+    nexp = cosmology.tinker08_cumulative(m[[0, len(m) // 2, -1]]) * L ** 3
+    assert np.allclose(nexp, [0.5, len(m) // 2 + 0.5, len(m) - 0.5], rtol=0.02)
+    assert np.all(cols["halo_rvir"] > 0) and np.all(cols["halo_nfw_conc"] > 1)
+    # satellite sites stay near their host (periodic distance <= 3 R_vir)
+    dx = np.stack([cols[f"halo_{c}"][sub] - cols[f"halo_{c}"][hidx] for c in "xyz"], axis=1)
+    dx -= L * np.round(dx / L)
+    assert np.all(np.linalg.norm(dx, axis=1) <= 3.0 * cols["halo_rvir"][hidx] * 1.001)
+
+
+def test_missing_catalog_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="iaemu-catalog build --preset test"):
+        load_catalog_columns("test", seed=99, cache_dir=tmp_path, build_if_missing=False)
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        load_catalog_columns("nope", cache_dir=tmp_path)
+
+
+def test_determinism_and_resume():
+    pr = get_preset("test")
+    pos1, mom1, _ = initial_conditions(pr, 5)
+    pos2, mom2, _ = initial_conditions(pr, 5)
+    assert np.array_equal(pos1, pos2) and np.array_equal(mom1, mom2)
+    pos3, _, _ = initial_conditions(pr, 6)
+    assert not np.array_equal(pos1, pos3)
+    # an interrupted run resumed from its checkpoint equals the uninterrupted run, bit for bit
+    a_pos, a_mom = run_pm(pr, pos1.copy(), mom1.copy(), progress=False, log=lambda m: None)
+    b_pos, b_mom = pos1.copy(), mom1.copy()
+    run_pm(pr, b_pos, b_mom, progress=False, log=lambda m: None, stop_step=4)
+    run_pm(pr, b_pos, b_mom, start_step=4, progress=False, log=lambda m: None)
+    assert np.array_equal(a_pos, b_pos) and np.array_equal(a_mom, b_mom)
+
+
+def test_satellite_sites_follow_host_shape():
+    rng = np.random.default_rng(1)
+    nh = 200
+    axis = rng.normal(size=(nh, 3))
+    axis /= np.linalg.norm(axis, axis=1)[:, None]
+    other = np.cross(axis, rng.normal(size=(nh, 3)))
+    other /= np.linalg.norm(other, axis=1)[:, None]
+    hosts = {"mvir": np.full(nh, 1e14), "conc": np.full(nh, 5.0), "b_to_a": np.full(nh, 0.5),
+             "c_to_a": np.full(nh, 0.4), "axisA": axis, "axisB": other}
+    sites = satellite_sites(hosts, 100.0, seed=2)
+    off = sites["offset_rvir"]
+    cosang = np.abs(np.sum(off * axis[sites["host"]], axis=1)) / np.linalg.norm(off, axis=1)
+    assert cosang.mean() > 0.6  # isotropic: 0.5
+    again = satellite_sites(hosts, 100.0, seed=2)
+    assert np.array_equal(again["offset_rvir"], off)
+    # NFW radii: median r/R_vir below 0.5 for c = 5 (spherical median at about 0.38)
+    r = np.linalg.norm(off, axis=1)
+    assert 0.25 < np.median(r) < 0.55

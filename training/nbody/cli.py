@@ -1,0 +1,44 @@
+"""`iaemu-catalog`: build or validate the project's N-body halo catalogs."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="iaemu-catalog", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="run ICs + PM + FoF and write the catalog file (resumes from checkpoints)")
+    b.add_argument("--preset", default="default")
+    b.add_argument("--seed", type=int, default=None)
+    b.add_argument("--out", default=None, help="output npz (default: the user cache directory)")
+    b.add_argument("--cache-dir", default=None, help="cache/checkpoint directory (default $IAEMU_CACHE or ~/.cache/iaemu)")
+    v = sub.add_parser("validate", help="physics validation figures and numbers (docs/catalog.md)")
+    v.add_argument("--preset", default="default")
+    v.add_argument("--seed", type=int, default=None)
+    v.add_argument("--out", default="docs", help="directory for catalog.md and figures/")
+    v.add_argument("--cache-dir", default=None)
+    v.add_argument("--realisations", type=int, default=10, help="mock realisations for the HOD comparisons")
+    v.add_argument("--skip-mocks", action="store_true", help="skip the HOD-mock comparisons")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
+    from .simulation import PRESETS
+
+    if args.preset not in PRESETS:
+        parser.error(f"unknown preset {args.preset!r}; expected one of {sorted(PRESETS)}")
+    if args.command == "build":
+        from .catalog import build_catalog
+
+        path = build_catalog(args.preset, args.seed, out=args.out, progress=True, cache_dir=args.cache_dir)
+        print(path)
+        return 0
+    from .validate import validate
+
+    validate(args.preset, args.seed, out_dir=args.out, cache_dir=args.cache_dir, realisations=args.realisations,
+             mocks=not args.skip_mocks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Halos from the z = 0 particles: friends-of-friends groups (kdcount), density-peak centres, mean
+velocities, Tinker08 rank-matched masses, R_vir, c(M), shapes from the reduced inertia tensor inside
+R_vir, and satellite sites ("subhalo" rows) drawn from a triaxial NFW along the measured axes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import cosmology
+
+
+def friends_of_friends(pos: np.ndarray, boxsize: float, linking_length: float, min_particles: int):
+    """Periodic FoF (kdcount). Returns (member particle indices sorted by group, group offsets, group lengths)
+    for the groups with >= min_particles members, largest first."""
+    import kdcount
+    import kdcount.cluster
+
+    data = kdcount.models.dataset(np.asarray(pos, dtype=np.float64), boxsize=boxsize)
+    fof = kdcount.cluster.fof(data, linking_length=linking_length, np=0)
+    keep = fof.length >= min_particles
+    ngroups = int(keep.sum())  # kdcount sorts groups by length, largest first
+    lengths = np.asarray(fof.length[:ngroups], dtype=np.int64)
+    offsets = np.asarray(fof.offset[:ngroups], dtype=np.int64)
+    nmem = int(lengths.sum())
+    members = np.asarray(fof.indices[:nmem], dtype=np.int64)
+    del fof, data
+    return members, offsets, lengths
+
+
+@njit(cache=True)
+def _group_properties(pos, vel, members, offsets, lengths, boxsize, out_centre, out_vel):
+    """Shrinking-sphere density-peak centre (Power et al. 2003) and mean velocity of each group."""
+    half = 0.5 * boxsize
+    for g in range(len(offsets)):
+        o = offsets[g]
+        n = lengths[g]
+        ref = pos[members[o]]
+        rel = np.empty((n, 3))
+        vmean = np.zeros(3)
+        for i in range(n):
+            p = members[o + i]
+            for d in range(3):
+                x = pos[p, d] - ref[d]
+                if x > half:
+                    x -= boxsize
+                elif x < -half:
+                    x += boxsize
+                rel[i, d] = x
+                vmean[d] += vel[p, d]
+        c = np.zeros(3)
+        for i in range(n):
+            for d in range(3):
+                c[d] += rel[i, d]
+        for d in range(3):
+            c[d] /= n
+        r2 = np.empty(n)
+        rmax2 = 0.0
+        for i in range(n):
+            s = 0.0
+            for d in range(3):
+                s += (rel[i, d] - c[d]) ** 2
+            r2[i] = s
+            rmax2 = max(rmax2, s)
+        radius2 = rmax2
+        nmin = max(5, n // 20)
+        while True:
+            radius2 *= 0.75 ** 2
+            cnew = np.zeros(3)
+            cnt = 0
+            for i in range(n):
+                s = 0.0
+                for d in range(3):
+                    s += (rel[i, d] - c[d]) ** 2
+                if s <= radius2:
+                    cnt += 1
+                    for d in range(3):
+                        cnew[d] += rel[i, d]
+            if cnt < nmin:
+                break
+            for d in range(3):
+                c[d] = cnew[d] / cnt
+        for d in range(3):
+            x = ref[d] + c[d]
+            x = x % boxsize
+            out_centre[g, d] = x
+            out_vel[g, d] = vmean[d] / n
+
+
+@njit(cache=True)
+def _group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, min_count, out_axes, out_ratios, out_ninside):
+    """Major axis and b/a, c/a of the reduced inertia tensor sum(x x^T / r^2) of members within R_vir
+    of the centre (at least the `min_count` nearest members, for groups whose core is barely resolved)."""
+    half = 0.5 * boxsize
+    for g in range(len(offsets)):
+        o = offsets[g]
+        n = lengths[g]
+        rel = np.empty((n, 3))
+        r2 = np.empty(n)
+        for i in range(n):
+            p = members[o + i]
+            s = 0.0
+            for d in range(3):
+                x = pos[p, d] - centres[g, d]
+                if x > half:
+                    x -= boxsize
+                elif x < -half:
+                    x += boxsize
+                rel[i, d] = x
+                s += x * x
+            r2[i] = s
+        order = np.argsort(r2)
+        inside = 0
+        for i in range(n):
+            if r2[i] <= rvir[g] ** 2:
+                inside += 1
+        use = max(inside, min(min_count, n))
+        tensor = np.zeros((3, 3))
+        for j in range(use):
+            i = order[j]
+            if r2[i] <= 0.0:
+                continue
+            for a in range(3):
+                for b in range(3):
+                    tensor[a, b] += rel[i, a] * rel[i, b] / r2[i]
+        w, v = np.linalg.eigh(tensor)  # ascending eigenvalues
+        lam1 = max(w[2], 1e-30)
+        out_axes[g, 0] = v[0, 2]
+        out_axes[g, 1] = v[1, 2]
+        out_axes[g, 2] = v[2, 2]
+        # intermediate and minor axes (columns 1 and 0) stored for the satellite draws
+        out_axes[g, 3] = v[0, 1]
+        out_axes[g, 4] = v[1, 1]
+        out_axes[g, 5] = v[2, 1]
+        out_ratios[g, 0] = np.sqrt(max(w[1], 0.0) / lam1)
+        out_ratios[g, 1] = np.sqrt(max(w[0], 0.0) / lam1)
+        out_ninside[g] = inside
+
+
+def rank_matched_masses(lengths: np.ndarray, boxsize: float, rng: np.random.Generator) -> np.ndarray:
+    """Virial masses assigned by abundance: the i-th largest group gets the mass where the Tinker08
+    n(>M) V = i + 1/2. Ties in particle number are ordered at random (seeded)."""
+    n = len(lengths)
+    order = np.lexsort((rng.random(n), -lengths))
+    masses = np.empty(n)
+    masses[order] = cosmology.tinker08_mass_at_abundance((np.arange(n) + 0.5) / boxsize ** 3)
+    return masses
+
+
+def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True) -> dict:
+    """Host-halo table (numpy columns) from z = 0 particles (positions Mpc/h, momenta in Mpc/h at a = 1)."""
+    from tqdm import tqdm
+
+    steps = tqdm(total=4, desc="halos", disable=not progress)
+    boxsize = preset.boxsize
+    ll = preset.linking_length * boxsize / preset.n_particles
+    members, offsets, lengths = friends_of_friends(pos, boxsize, ll, preset.min_particles)
+    steps.update(1)
+    ng = len(lengths)
+    vel = mom  # v = 100 p / a km/s; at a = 1 momenta are velocities in units of 100 km/s
+    centres = np.empty((ng, 3))
+    vmean = np.empty((ng, 3))
+    _group_properties(pos, vel, members, offsets, lengths, float(boxsize), centres, vmean)
+    vmean *= 100.0
+    steps.update(1)
+    rng = np.random.default_rng([int(seed), 7])
+    mvir = rank_matched_masses(lengths, boxsize, rng)
+    rvir = cosmology.virial_radius(mvir)
+    conc = cosmology.concentration(mvir)
+    steps.update(1)
+    axes = np.empty((ng, 6))
+    ratios = np.empty((ng, 2))
+    ninside = np.empty(ng, dtype=np.int64)
+    _group_shapes(pos, members, offsets, lengths, centres, rvir, float(boxsize), 10, axes, ratios, ninside)
+    steps.update(1)
+    steps.close()
+    centres = np.mod(centres, boxsize)
+    return {
+        "x": centres[:, 0], "y": centres[:, 1], "z": centres[:, 2],
+        "vx": vmean[:, 0], "vy": vmean[:, 1], "vz": vmean[:, 2],
+        "n_fof": lengths, "mass_fof": lengths * preset.particle_mass, "mvir": mvir, "rvir": rvir, "conc": conc,
+        "axisA": axes[:, :3], "axisB": axes[:, 3:], "b_to_a": ratios[:, 0], "c_to_a": ratios[:, 1],
+        "n_inside_rvir": ninside,
+    }
+
+
+#: Satellite sites per host: ceil(SITES_PER_MASS * Mvir), at least one. 3 sites per 10^12.5 Msun/h covers
+#: the Poisson tails of Zheng07 satellite numbers across the training domain (logM1 >= ~12.1).
+SITES_PER_MASS = 3.0 / 10 ** 12.5
+#: Largest satellite-site distance from the centre along the major axis, in units of R_vir (storage limit).
+MAX_SITE_RADIUS = 3.0
+
+
+def n_sites(mvir: np.ndarray) -> np.ndarray:
+    return np.maximum(1, np.ceil(SITES_PER_MASS * np.asarray(mvir))).astype(np.int64)
+
+
+def _nfw_radii(conc: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """r / R_vir with the enclosed-mass fraction u of an NFW profile truncated at R_vir (inverse CDF)."""
+    x = np.linspace(0.0, 1.0, 2049)
+    out = np.empty_like(u)
+    cgrid = np.unique(np.round(conc, 2))
+    cr = np.round(conc, 2)
+    for c in cgrid:
+        sel = cr == c
+        m = np.log1p(c * x) - c * x / (1 + c * x)
+        out[sel] = np.interp(u[sel], m / m[-1], x)
+    return out
+
+
+def satellite_sites(hosts: dict, boxsize: float, seed: int) -> dict:
+    """Satellite sites of every host, drawn from an NFW profile (c from c(M)) stretched along the host's
+    measured principal axes with axis ratios 1 : b/a : c/a (volume preserving), with velocities of the host
+    plus isotropic Gaussian dispersion V_vir / sqrt(2). Returns offsets in units of R_vir, host indices, ranks."""
+    rng = np.random.default_rng([int(seed), 11])
+    nsite = n_sites(hosts["mvir"])
+    host = np.repeat(np.arange(len(nsite)), nsite)
+    rank = np.arange(len(host)) - np.repeat(np.cumsum(nsite) - nsite, nsite)
+    ns = len(host)
+    r = _nfw_radii(hosts["conc"][host], rng.random(ns))
+    u = rng.normal(size=(ns, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    q = np.clip(hosts["b_to_a"][host], 0.05, 1.0)
+    s = np.clip(hosts["c_to_a"][host], 0.05, 1.0)
+    scale_a = (q * s) ** (-1.0 / 3.0)
+    e1 = hosts["axisA"][host]
+    e2 = hosts["axisB"][host]
+    e3 = np.cross(e1, e2)
+    local = u * r[:, None] * np.stack([scale_a, scale_a * q, scale_a * s], axis=1)
+    offset = local[:, :1] * e1 + local[:, 1:2] * e2 + local[:, 2:3] * e3
+    norm = np.linalg.norm(offset, axis=1)
+    too_far = norm > MAX_SITE_RADIUS
+    offset[too_far] *= (MAX_SITE_RADIUS / norm[too_far])[:, None]
+    sigma = cosmology.virial_velocity(hosts["mvir"][host]) / np.sqrt(2.0)
+    dv = rng.normal(size=(ns, 3)) * sigma[:, None]
+    return {"host": host, "rank": rank, "offset_rvir": offset, "dv": dv}
