@@ -349,3 +349,19 @@ def test_dead_worker_keeps_finished_points(tmp_path, reference, monkeypatch, cap
     monkeypatch.delenv(DIE_ENV)
     assert gen.main(_args(out, "--workers", "2")) == 0
     assert_same_data(read_dataset(out), reference)
+
+
+def test_stored_design_wins_over_recomputed_one(tmp_path, capsys):
+    """A dataset started elsewhere (another SciPy, say) keeps its own points when resumed here."""
+    out = tmp_path / "moved.h5"
+    gen.main(_args(out, "--max-points", "4"))
+    ds = read_dataset(out)
+    pending = int(np.flatnonzero(ds.status == STATUS_PENDING)[0])
+    ds.params[pending, 0] = 0.123456
+    write_dataset(out, ds)
+    shutil.rmtree(gen.PartsStore(out).dir)
+    gen.main(_args(out))
+    final = read_dataset(out)
+    assert "continuing with the stored design" in capsys.readouterr().out
+    assert final.attrs["complete"] and final.params[pending, 0] == 0.123456
+    np.testing.assert_array_equal(final.params, ds.params)

@@ -119,7 +119,7 @@ def merge(parts_or_files, out) -> Dataset:
     inputs = [Path(p) for p in parts_or_files]
     if not inputs:
         raise ValueError("merge needs at least one dataset file or parts folder")
-    config, command, parts = None, None, {}
+    config, command, parts, stored_design = None, None, {}, None
     for path in inputs:
         if path.is_dir():
             manifest = path / "manifest.json"
@@ -137,6 +137,8 @@ def merge(parts_or_files, out) -> Dataset:
                 raise ValueError(f"{path} has no generation_config attribute: not written by iaemu-generate")
             this_config, this_command = json.loads(ds.attrs["generation_config"]), ds.attrs.get("creation_command")
             these = parts_from_dataset(ds)
+            if stored_design is None:
+                stored_design = ds.params
         if config is None:
             config, command = this_config, this_command
         else:
@@ -148,8 +150,11 @@ def merge(parts_or_files, out) -> Dataset:
             if i in parts and not _same_result(parts[i], part):
                 raise ValueError(f"point {i} differs between inputs (last: {path}); they are not one generation")
             parts[i] = part
-    domain = Domain.from_dict(config["domain"])
-    design = realistic_design(config["n_points"], config["master_seed"], domain, config["design_method"])
+    if stored_design is not None:  # a dataset's design is the one it was started with (see settled_design)
+        design = stored_design
+    else:
+        domain = Domain.from_dict(config["domain"])
+        design = realistic_design(config["n_points"], config["master_seed"], domain, config["design_method"])
     attrs = dataset_attrs(config, command or "")
     attrs["merged_from"] = json.dumps([str(p) for p in inputs])
     ds = assemble(config, design, parts, attrs)

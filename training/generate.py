@@ -468,22 +468,37 @@ def dataset_attrs(config: dict, command: str) -> dict:
                 generation_config=json.dumps(config, sort_keys=True))
 
 
-def existing_file_parts(out: Path, config: dict) -> dict[int, dict]:
-    """Finished rows of an existing FILE made with the same arguments (refuses a different one)."""
+def existing_dataset(out: Path, config: dict) -> Dataset | None:
+    """An existing FILE made with the same arguments, or None (refuses a different one)."""
     if not out.exists():
-        return {}
+        return None
     ds = read_dataset(out)
     old = ds.attrs.get("generation_config")
     if old is None:
         raise SystemExit(f"error: {out} exists and was not written by iaemu-generate; choose another --out")
     check_same_config(json.loads(old), config, str(out))
-    return parts_from_dataset(ds)
+    return ds
+
+
+def settled_design(design: np.ndarray, existing: Dataset | None) -> np.ndarray:
+    """The design of a dataset is fixed when it is started: an existing file's `params` win.
+
+    They equal `design` unless the file was started with another SciPy/NumPy whose Sobol' draws
+    differ; then the file's points are kept (so every row is what was measured) and a note is printed.
+    """
+    if existing is None:
+        return design
+    if not np.array_equal(existing.params, design):
+        print("note: the design recomputed here differs from the one stored in the dataset (another SciPy or "
+              "NumPy version?); continuing with the stored design")
+    return existing.params.copy()
 
 
 def merge_outputs(out: Path, config: dict, design: np.ndarray, command: str) -> Dataset:
     """Merge FILE (if any) and FILE.parts/ into FILE; returns the dataset written."""
     store = PartsStore(out)
-    parts = existing_file_parts(out, config)
+    existing = existing_dataset(out, config)
+    parts = {} if existing is None else parts_from_dataset(existing)
     parts.update(store.finished())
     ds = assemble(config, design, parts, dataset_attrs(config, store.command() or command))
     write_dataset(out, ds)
@@ -544,7 +559,10 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
     model, catalog = load_engine(args.engine)(args.catalog)
     config = run_config(args, catalog)
     store = PartsStore(out)
-    finished = existing_file_parts(out, config)
+    existing = existing_dataset(out, config)
+    design = settled_design(design, existing)
+    finished = {} if existing is None else parts_from_dataset(existing)
+    del existing
     if args.dry_run:  # reads, never writes
         if store.manifest.exists():
             check_same_config(json.loads(store.manifest.read_text())["config"], config, str(store.manifest))
