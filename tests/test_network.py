@@ -8,6 +8,15 @@ from iaemu_theory.conventions import N_BINS, STATISTICS
 from iaemu_theory.network import FoldedIAEmu, IAEmuNetwork, NetworkConfig, count_parameters
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small models run fastest on one thread (and the test machine's cores are shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def randomise_batchnorm(net, seed=0, negative_gammas=True):
     """Give every BatchNorm non-trivial running statistics and affine parameters (as after training)."""
     g = torch.Generator().manual_seed(seed)

@@ -1,0 +1,185 @@
+"""Training and evaluation on small synthetic datasets in the real schema (the real dataset is built elsewhere)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from iaemu_theory import Emulator
+from iaemu_theory.artifact import load_artifact
+from iaemu_theory.conventions import BIN_CENTRES, PARAM_NAMES, STATISTICS
+from iaemu_theory.domain import Domain
+from training import train as T
+from training.schema import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALIDATION, STATUS_DONE, Dataset, write_dataset
+
+
+def toy_truth(params: np.ndarray) -> np.ndarray:
+    """A smooth toy function of the 7 parameters: (n, 3, 20) xi > 0, omega, eta."""
+    p = dict(zip(PARAM_NAMES, params.T))
+    r = BIN_CENTRES[None, :]
+    x = (p["logMmin"] - 12.5)[:, None]
+    amp = np.exp(1.0 + 0.8 * x + 0.3 * (p["logM1"] - 13.5)[:, None] - 0.5 * (p["alpha"] - 1.0)[:, None])
+    xi = amp * r ** (-1.6 - 0.2 * p["sigma_logM"][:, None])
+    omega = (0.12 * p["mu_cen"][:, None] * r ** -0.3 + 0.05 * p["mu_sat"][:, None] * np.exp(-r)) * (1 + 0.2 * x)
+    eta = 0.04 * p["mu_cen"][:, None] ** 2 * r ** -0.4 + 0.02 * p["mu_sat"][:, None] ** 2 * np.exp(-r / 2)
+    return np.stack([xi, omega, eta], axis=1)
+
+
+def make_toy_dataset(path, n_points=240, n_real=10, seed=0, bad_points=0):
+    """Toy function + Gaussian realisation noise, split 70/10/20; `bad_points` get a negative xi bin."""
+    rng = np.random.default_rng(seed)
+    domain = Domain()
+    params = domain.from_unit(rng.random((n_points, 7)))
+    truth = toy_truth(params)
+    sigma = np.stack([0.05 * truth[:, 0], np.full_like(truth[:, 1], 0.01) * (1 + BIN_CENTRES ** -0.5),
+                      np.full_like(truth[:, 2], 0.004)], axis=1)
+    stats = truth[:, None] + sigma[:, None] * rng.standard_normal((n_points, n_real, 3, 20))
+    stats[:bad_points, 0, 0, -1] = -1.0
+    split = np.full(n_points, SPLIT_TRAIN, np.int8)
+    split[int(0.7 * n_points):int(0.8 * n_points)] = SPLIT_VALIDATION
+    split[int(0.8 * n_points):] = SPLIT_TEST
+    ds = Dataset(params, stats, np.full((n_points, n_real), 1000), np.arange(n_points * n_real, dtype=np.uint64)
+                 .reshape(n_points, n_real), np.full(n_points, STATUS_DONE, np.int8), split=split,
+                 attrs={"domain": domain.to_dict(), "catalog_hash": "toy"})
+    write_dataset(path, ds)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and the test machine's cores are shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy.h5", bad_points=3)
+
+
+def fast_config(**kw):
+    d = dict(epochs=6, batch_size=32, lr=3e-3, warmup_epochs=3, val_every=2, patience=100, network="tiny")
+    d.update(kw)
+    return T.TrainConfig(**d)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def test_sufficient_statistics_loss_equals_per_realisation_nll():
+    """Same value up to the ln(2 pi) constant and the same gradients, with and without beta weighting."""
+    rng = np.random.default_rng(1)
+    n, R, bins = 5, 10, 20
+    y = torch.tensor(rng.normal(size=(n, R, bins)), dtype=torch.float64)
+    mu = torch.tensor(rng.normal(size=(n, bins)), dtype=torch.float64, requires_grad=True)
+    var = torch.tensor(rng.uniform(0.3, 2.0, size=(n, bins)), dtype=torch.float64, requires_grad=True)
+    ybar = y.mean(dim=1)
+    s2 = ((y - ybar[:, None]) ** 2).mean(dim=1)
+    nr = torch.full((n,), float(R), dtype=torch.float64)
+    for beta in (0.0, 0.5, 1.0):
+        per_row = torch.nn.functional.gaussian_nll_loss(mu[:, None].expand(n, R, bins), y,
+                                                        var[:, None].expand(n, R, bins), full=True, reduction="none")
+        per_row = (per_row * var.detach()[:, None] ** beta).sum()
+        suff = (T.sufficient_nll(mu, var, ybar, s2, nr) * var.detach() ** beta).sum()
+        const = 0.5 * math.log(2 * math.pi) * (var.detach() ** beta).sum() * R
+        torch.testing.assert_close(per_row, suff + const, rtol=1e-12, atol=1e-10)
+        g_row = torch.autograd.grad(per_row, (mu, var))
+        g_suff = torch.autograd.grad(suff, (mu, var))
+        for a, b in zip(g_row, g_suff):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # beta_nll is the per-realisation-row mean of the same thing
+    mean_rows = T.beta_nll(mu, var, ybar, s2, nr, 0.5)
+    torch.testing.assert_close(mean_rows, (T.sufficient_nll(mu, var, ybar, s2, nr) * var.detach() ** 0.5).sum() / (n * R * bins))
+
+
+def test_targets_and_scalers(toy):
+    ds, rows, report = T.load_splits(toy, log=lambda *a: None)
+    assert report["non_positive_xi"] == 3 and report["dropped_train"] == 3
+    tg = T.targets(ds, rows["train"])
+    lnxi = np.log(ds.stats[rows["train"], :, 0, :])
+    np.testing.assert_allclose(tg.ybar[:, 0], lnxi.mean(axis=1))
+    np.testing.assert_allclose(tg.s2[:, 0], lnxi.var(axis=1))
+    sc = T.Scalers.fit(ds, rows["train"])
+    x, ybar, s2 = sc.standardise(tg)
+    np.testing.assert_allclose(x.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(x.std(axis=0), 1, rtol=1e-12)
+    for k in range(3):     # one mean and one scale per statistic over all realisations and bins
+        t = T.transform(ds.stats[rows["train"]])[:, :, k]
+        np.testing.assert_allclose(((t - sc.output_mean[k]) / sc.output_scale[k]).std(), 1, rtol=1e-12)
+
+
+def test_dataset_without_split_is_refused(tmp_path):
+    path = make_toy_dataset(tmp_path / "nosplit.h5", n_points=20)
+    from training.schema import read_dataset
+    ds = read_dataset(path)
+    ds.split = None
+    write_dataset(path, ds)
+    with pytest.raises(ValueError, match="no train/validation/test split"):
+        T.load_splits(path)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_tiny_training_lowers_loss_and_writes_artifact(toy, tmp_path):
+    out = tmp_path / "emu.pt"
+    summary = T.train(toy, out, fast_config(epochs=30, val_every=5, lr=1e-2), device="cpu", progress=False,
+                      log=lambda *a: None)
+    h = summary["history"]
+    assert h["train"][-1] < h["train"][0] - 0.5
+    assert min(h["val_combined"]) < h["val_combined"][0] - 0.5
+    assert summary["complete"] and summary["stop_reason"] == "max_epochs"
+    assert summary["data"]["non_positive_xi"] == 3
+    assert (tmp_path / "emu_loss.png").stat().st_size > 1000
+    art = load_artifact(out)
+    assert art.training["best_epoch"] == h["best_epoch"]
+    assert art.dataset_hash == T.dataset_sha256(toy)
+    assert art.metrics["validation"]["combined"] == pytest.approx(min(h["val_combined"]))
+    emu = Emulator.load(out, device="cpu")
+    pred = emu.predict(emu.domain.from_unit(np.random.default_rng(3).random((4, 7))), mc_passes=5, seed=0)
+    assert all(np.all(np.isfinite(v)) for v in pred.values())
+    # it learned something: on validation points its error is well below that of a constant
+    # (the statistic's mean), which is 1 in standardised units
+    ds, rows, _ = T.load_splits(toy, log=lambda *a: None)
+    val = T.targets(ds, rows["validation"])
+    pred = emu.predict(val.params)
+    for k, s in enumerate(STATISTICS):
+        model = np.log(pred[s]) if s == "xi" else pred[s]
+        standardised_mse = np.mean((model - val.ybar[:, k]) ** 2) / art.output_scale[k] ** 2
+        assert standardised_mse < (0.6 if s == "eta" else 0.3), s       # the toy eta is the noisiest
+
+
+def test_resume_is_bit_for_bit(toy, tmp_path):
+    straight = tmp_path / "straight.pt"
+    T.train(toy, straight, fast_config(), device="cpu", progress=False, log=lambda *a: None)
+    split = tmp_path / "split.pt"
+    T.train(toy, split, fast_config(epochs=2), device="cpu", progress=False, log=lambda *a: None)
+    s2 = T.train(toy, split, fast_config(), device="cpu", resume=True, progress=False, log=lambda *a: None)
+    assert s2["epochs_run"] == 6
+    a, b = load_artifact(straight), load_artifact(split)
+    for k in a.state_dict:
+        torch.testing.assert_close(a.state_dict[k], b.state_dict[k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="same settings"):
+        T.train(toy, split, fast_config(lr=1e-2), device="cpu", resume=True, progress=False, log=lambda *a: None)
+
+
+def test_time_limit_stops_cleanly_then_resumes(toy, tmp_path):
+    out = tmp_path / "limited.pt"
+    code = T.main(["--data", str(toy), "--out", str(out), "--config", "tiny", "--epochs", "4", "--batch-size", "32",
+                   "--val-every", "2", "--max-minutes", "0.0001", "--no-progress",
+                   "--summary", str(tmp_path / "s.json")])
+    assert code == T.EXIT_TIME_LIMIT
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["stop_reason"] == "time_limit" and s["epochs_run"] == 1 and not s["complete"]
+    assert load_artifact(out).training["complete"] is False          # a usable artifact even so
+    code = T.main(["--data", str(toy), "--out", str(out), "--config", "tiny", "--epochs", "4", "--batch-size", "32",
+                   "--val-every", "2", "--resume", "--no-progress", "--summary", str(tmp_path / "s.json")])
+    assert code == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["epochs_run"] == 4 and s["complete"]
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert T.main(["--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        T.main(["--data", "x", "--out", "y", "--beta", "gamma=1"])

@@ -1,0 +1,499 @@
+"""Train the IAEmu network on a dataset file and write an emulator artifact (`iaemu-train`).
+
+    iaemu-train --data training/data/dataset.h5 --out iaemu_theory/artifacts/iaemu_default.pt \
+        [--epochs 500] [--device auto] [--config paper|tiny] [--max-minutes M] [--resume]
+
+Targets. Each parameter point has R realisations y_r (per statistic and bin, after xi -> ln xi). The paper
+trains on every realisation as its own row with a Gaussian NLL; that loss depends on the realisations only
+through their mean ybar and scatter s^2 = (1/R) sum_r (y_r - ybar)^2:
+
+    sum_r 1/2 [(y_r - mu)^2 / sigma^2 + ln sigma^2 + ln 2 pi] = R/2 [((ybar - mu)^2 + s^2) / sigma^2 + ln sigma^2] + const,
+
+so we train on one row per point with the right-hand side: the same optimum, R times fewer rows. beta-NLL
+(Seitzer et al. 2022) multiplies each point's term by stopgrad(sigma^2)^beta, which is the same for all of
+its realisations, so the equivalence holds with the weighting too.
+
+Schedule as the paper (issue 4): beta = 1 for a warm-up, then beta_xi = 0.9, beta_omega = beta_eta = 0.5; AdamW
+(weight decay 1e-4), batch 128, learning rate x0.9 every 167 epochs, gradient-norm clipping, validation every
+5 epochs on 0.7 MSE + 0.3 NLL (per-realisation-row averages), early stopping after 100 epochs without
+improvement; the best validation state is what the artifact ships. A checkpoint is written at every
+validation; `--resume` continues bit-for-bit on the same device. `--max-minutes` stops cleanly (checkpoint +
+artifact of the best state so far, exit status 75) before a time limit.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iaemu_theory.artifact import Artifact, library_versions, save_artifact
+from iaemu_theory.conventions import PARAM_NAMES, STATISTICS
+from iaemu_theory.domain import Domain
+from iaemu_theory.network import IAEmuNetwork, NetworkConfig, count_parameters
+from training.schema import SPLIT_NAMES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALIDATION, Dataset, read_dataset
+
+#: Exit status of a run stopped by --max-minutes (resume it with --resume).
+EXIT_TIME_LIMIT = 75
+CHECKPOINT_VERSION = 1
+_XI = STATISTICS.index("xi")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters (defaults: the paper's, issue 4 item 3)."""
+
+    epochs: int = 500
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_step_epochs: int = 167
+    lr_gamma: float = 0.9
+    grad_clip: float = 10.0
+    warmup_epochs: int = 100
+    beta: dict = field(default_factory=lambda: {"xi": 0.9, "omega": 0.5, "eta": 0.5})
+    val_every: int = 5
+    patience: int = 100
+    mse_weight: float = 0.7
+    seed: int = 0
+    network: str = "paper"
+
+    def betas(self, epoch: int) -> dict:
+        """beta per statistic at a (0-based) epoch."""
+        if epoch < self.warmup_epochs:
+            return {s: 1.0 for s in STATISTICS}
+        return {s: float(self.beta[s]) for s in STATISTICS}
+
+    def identity(self) -> dict:
+        """The settings that must match for --resume (epochs and patience may change)."""
+        d = asdict(self)
+        for key in ("epochs", "patience"):
+            d.pop(key)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------- targets
+@dataclass
+class Targets:
+    """One row per parameter point: raw parameters, per-realisation-mean and scatter (transformed units)."""
+
+    params: np.ndarray          # (N, 7)
+    ybar: np.ndarray            # (N, 3, 20) mean over realisations of T(stat)
+    s2: np.ndarray              # (N, 3, 20) (1/R) sum (T(stat)_r - ybar)^2
+    n_real: np.ndarray          # (N,) realisations per point
+    index: np.ndarray           # (N,) row in the dataset file
+
+
+def transform(stats: np.ndarray) -> np.ndarray:
+    """T: ln for xi, identity for omega and eta, on arrays (..., 3, 20)."""
+    out = np.array(stats, dtype=np.float64, copy=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[..., _XI, :] = np.log(out[..., _XI, :])
+    return out
+
+
+def usable_points(ds: Dataset) -> tuple[np.ndarray, dict]:
+    """Points with all statistics finite in every realisation, xi > 0 in every bin, and R >= 2; and a report."""
+    finite = np.all(np.isfinite(ds.stats), axis=(1, 2, 3))
+    with np.errstate(invalid="ignore"):
+        positive = np.all(ds.stats[:, :, _XI, :] > 0, axis=(1, 2))
+    enough = np.full(ds.n_points, ds.n_realisations >= 2)
+    report = {"non_finite": int(np.sum(~finite)), "non_positive_xi": int(np.sum(finite & ~positive)),
+              "too_few_realisations": int(np.sum(finite & positive & ~enough))}
+    return finite & positive & enough, report
+
+
+def targets(ds: Dataset, rows: np.ndarray) -> Targets:
+    """Sufficient statistics of the given dataset rows (which must be usable)."""
+    t = transform(ds.stats[rows])
+    ybar = t.mean(axis=1)
+    s2 = ((t - ybar[:, None]) ** 2).mean(axis=1)
+    return Targets(ds.params[rows].astype(np.float64), ybar, s2,
+                   np.full(rows.size, ds.n_realisations, dtype=np.float64), rows)
+
+
+@dataclass
+class Scalers:
+    input_mean: np.ndarray
+    input_std: np.ndarray
+    output_mean: np.ndarray     # (3,)
+    output_scale: np.ndarray    # (3,)
+
+    @classmethod
+    def fit(cls, ds: Dataset, rows: np.ndarray) -> "Scalers":
+        """Inputs z-scored per feature; each statistic with one mean and scale over all realisations and bins."""
+        p = ds.params[rows]
+        t = transform(ds.stats[rows])
+        mean = np.array([t[:, :, k, :].mean() for k in range(len(STATISTICS))])
+        scale = np.array([t[:, :, k, :].std() for k in range(len(STATISTICS))])
+        std = p.std(axis=0)
+        std[std == 0] = 1.0
+        scale[scale == 0] = 1.0
+        return cls(p.mean(axis=0), std, mean, scale)
+
+    def standardise(self, tg: Targets):
+        """(x, ybar, s2) in network units."""
+        x = (tg.params - self.input_mean) / self.input_std
+        ybar = (tg.ybar - self.output_mean[:, None]) / self.output_scale[:, None]
+        s2 = tg.s2 / self.output_scale[:, None] ** 2
+        return x, ybar, s2
+
+
+def dataset_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_splits(path, log=print):
+    """Read a dataset and return (dataset, {split name: usable rows}, report)."""
+    ds = read_dataset(path)
+    if ds.split is None:
+        raise ValueError(f"dataset {path} has no train/validation/test split; make one with "
+                         f"`python -m training.dataset split {path} --seed 0`")
+    ok, report = usable_points(ds)
+    rows = {}
+    for code, name in SPLIT_NAMES.items():
+        in_split = ds.split == code
+        rows[name] = np.flatnonzero(in_split & ok)
+        report[f"dropped_{name}"] = int(np.sum(in_split & ~ok))
+        report[f"n_{name}"] = int(rows[name].size)
+    log(f"dataset {path}: {ds.n_points} points x {ds.n_realisations} realisations; "
+        f"train/validation/test = {report['n_train']}/{report['n_validation']}/{report['n_test']}; "
+        f"dropped from the splits: {report['dropped_train'] + report['dropped_validation'] + report['dropped_test']} "
+        f"(non-finite {report['non_finite']}, non-positive xi {report['non_positive_xi']}, "
+        f"fewer than 2 realisations {report['too_few_realisations']})")
+    if rows["train"].size < 2 or rows["validation"].size < 1:
+        raise ValueError(f"dataset {path}: too few usable points (train {rows['train'].size}, validation "
+                         f"{rows['validation'].size}) to train")
+    return ds, rows, report
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def sufficient_nll(mu, var, ybar, s2, n_real):
+    """Per point and bin: R/2 [((ybar - mu)^2 + s^2) / var + ln var], the Gaussian NLL summed over the
+    point's R realisations, minus R/2 ln 2 pi."""
+    return 0.5 * n_real[:, None] * (((ybar - mu) ** 2 + s2) / var + torch.log(var))
+
+
+def beta_nll(mu, var, ybar, s2, n_real, beta: float):
+    """beta-NLL per realisation row, averaged: sum(var^beta (detached) * sufficient NLL) / (sum R * bins)."""
+    nll = sufficient_nll(mu, var, ybar, s2, n_real)
+    if beta:
+        nll = nll * var.detach() ** beta
+    return nll.sum() / (n_real.sum() * mu.shape[1])
+
+
+def validation_losses(net, x, ybar, s2, n_real, batch=4096):
+    """Per-realisation-row averages on a set: MSE (noise included, as the paper's per-row MSE), NLL
+    (without the ln 2 pi / 2 constant), and the MSE of the mean alone; per statistic and summed."""
+    net.eval()
+    sums = {s: np.zeros(3) for s in STATISTICS}
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            out = net(x[i:i + batch])
+            w = n_real[i:i + batch, None]
+            for k, s in enumerate(STATISTICS):
+                mu, var = out[s]
+                d2 = (ybar[i:i + batch, k] - mu) ** 2
+                row_mse = d2 + s2[i:i + batch, k]
+                nll = 0.5 * (row_mse / var + torch.log(var))
+                sums[s] += torch.stack([(w * row_mse).sum(), (w * nll).sum(), (w * d2).sum()]).double().cpu().numpy()
+    norm = float(n_real.sum()) * ybar.shape[-1]
+    res = {}
+    for s in STATISTICS:
+        mse, nll, mse_mean = sums[s] / norm
+        res[s] = {"mse": mse, "nll": nll, "mse_of_mean": mse_mean}
+    res["mse"] = sum(res[s]["mse"] for s in STATISTICS)
+    res["nll"] = sum(res[s]["nll"] for s in STATISTICS)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- training
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+def _atomic_save(obj, path: Path):
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def plot_losses(history: dict, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ax = axes[0]
+    ax.plot(np.arange(1, len(history["train"]) + 1), history["train"], lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (beta-NLL, summed over statistics)")
+    ax.set_title("training")
+    ax = axes[1]
+    ep = history["val_epoch"]
+    for key, label in (("val_combined", "0.7 MSE + 0.3 NLL"), ("val_mse", "MSE"), ("val_nll", "NLL")):
+        ax.plot(ep, history[key], label=label, lw=1)
+    if history.get("best_epoch"):
+        ax.axvline(history["best_epoch"], color="k", ls=":", lw=1, label="best")
+    ax.set_xlabel("epoch")
+    ax.set_title("validation (per realisation row, standardised)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=None, checkpoint=None,
+          plot=None, log=print, progress=True) -> dict:
+    """Train and write the artifact. Returns a summary dict (also stored in the artifact's "training")."""
+    from tqdm.auto import tqdm
+
+    t_start = time.monotonic()
+    data, out = Path(data), Path(out)
+    checkpoint = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
+    plot = Path(plot) if plot else out.with_name(out.stem + "_loss.png")
+    dev = resolve_device(device)
+    ds, rows, data_report = load_splits(data, log=log)
+    data_hash = dataset_sha256(data)
+    scalers = Scalers.fit(ds, rows["train"])
+
+    def to_dev(tg):
+        x, ybar, s2 = scalers.standardise(tg)
+        f = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
+        return f(x), f(ybar), f(s2), f(tg.n_real)
+
+    train_t = to_dev(targets(ds, rows["train"]))
+    val_t = to_dev(targets(ds, rows["validation"]))
+    n_train = train_t[0].shape[0]
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if dev.type == "cuda":
+        torch.cuda.manual_seed_all(cfg.seed)
+    net_cfg = NetworkConfig.named(cfg.network)
+    net = IAEmuNetwork(net_cfg).to(dev)
+    opt_kw = {"fused": True} if dev.type == "cuda" else {}
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+    shuffle = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    history = {"train": [], "val_epoch": [], "val_combined": [], "val_mse": [], "val_nll": [], "best_epoch": None}
+    best = {"combined": math.inf, "epoch": None, "state": None, "val": None}
+    start_epoch = 0
+
+    if resume and checkpoint.exists():
+        ck = torch.load(checkpoint, map_location=dev, weights_only=True)
+        if ck.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint {checkpoint}: version {ck.get('version')}, expected {CHECKPOINT_VERSION}")
+        if ck["data_sha256"] != data_hash:
+            raise ValueError(f"checkpoint {checkpoint} was made on a different dataset (sha256 {ck['data_sha256'][:12]}..., "
+                             f"{data} has {data_hash[:12]}...); remove it or drop --resume")
+        if ck["config"] != json.loads(json.dumps(cfg.identity())):
+            raise ValueError(f"checkpoint {checkpoint} used settings {ck['config']}, now {cfg.identity()}; "
+                             "resume with the same settings")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        shuffle.set_state(ck["shuffle_rng"].cpu())
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if dev.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu())
+        history = json.loads(ck["history_json"])
+        best = {"combined": ck["best_combined"], "epoch": ck["best_epoch"], "state": ck["best_state"],
+                "val": json.loads(ck["best_val_json"])}
+        start_epoch = int(ck["epoch"])
+        log(f"resumed from {checkpoint} after epoch {start_epoch} (best validation {best['combined']:.5g} "
+            f"at epoch {best['epoch']})")
+    elif resume:
+        log(f"--resume: no checkpoint {checkpoint} yet, starting from scratch")
+
+    def save_checkpoint(epoch):
+        _atomic_save({
+            "version": CHECKPOINT_VERSION, "epoch": epoch, "data_sha256": data_hash,
+            "config": json.loads(json.dumps(cfg.identity())),
+            "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
+            "history_json": json.dumps(history), "best_combined": float(best["combined"]), "best_epoch": best["epoch"],
+            "best_state": best["state"], "best_val_json": json.dumps(best["val"]),
+        }, checkpoint)
+
+    log(f"training IAEmu ({cfg.network}: {count_parameters(net):,} parameters) on {dev} for up to {cfg.epochs} "
+        f"epochs; {n_train} training points, batch {cfg.batch_size}")
+    stop_reason = "max_epochs"
+    epoch_times = []
+    n_batches = max(1, n_train // cfg.batch_size + (n_train % cfg.batch_size >= 2))
+    bar = tqdm(range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs, desc="iaemu-train",
+               unit="epoch", disable=not progress, dynamic_ncols=True)
+    epoch = start_epoch
+    for epoch in bar:
+        t0 = time.monotonic()
+        net.train()
+        betas = cfg.betas(epoch)
+        perm = torch.randperm(n_train, generator=shuffle).to(dev)
+        total = torch.zeros((), device=dev)
+        for b in range(n_batches):
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if idx.numel() < 2:                 # BatchNorm needs two rows in training mode
+                continue
+            x, ybar, s2, nr = (t[idx] for t in train_t)
+            pred = net(x)
+            loss = sum(beta_nll(*pred[s], ybar[:, k], s2[:, k], nr, betas[s]) for k, s in enumerate(STATISTICS))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            total += loss.detach()
+        sched.step()
+        train_loss = float(total) / n_batches
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch + 1}; "
+                                     "lower --lr or check the dataset")
+        history["train"].append(train_loss)
+        done = epoch + 1
+        if done % cfg.val_every == 0 or done == cfg.epochs:
+            val = validation_losses(net, *val_t)
+            combined = float(cfg.mse_weight * val["mse"] + (1 - cfg.mse_weight) * val["nll"])
+            history["val_epoch"].append(done)
+            history["val_combined"].append(combined)
+            history["val_mse"].append(val["mse"])
+            history["val_nll"].append(val["nll"])
+            if combined < best["combined"]:
+                best = {"combined": combined, "epoch": done, "val": val,
+                        "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
+                history["best_epoch"] = done
+            save_checkpoint(done)
+            bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{combined:.4g}", best=best["epoch"],
+                            lr=f"{sched.get_last_lr()[0]:.2g}")
+            if done - best["epoch"] >= cfg.patience:
+                stop_reason = "early_stopping"
+                break
+        epoch_times.append(time.monotonic() - t0)
+        if max_minutes is not None:
+            elapsed = time.monotonic() - t_start
+            per_epoch = max(epoch_times[-5:])
+            if elapsed + 2 * per_epoch + 10 > 60 * max_minutes and done < cfg.epochs:
+                save_checkpoint(done)
+                stop_reason = "time_limit"
+                break
+    bar.close()
+    done = epoch + 1 if cfg.epochs > start_epoch else start_epoch
+    if best["state"] is None:               # stopped before any validation: validate the current state
+        val = validation_losses(net, *val_t)
+        best = {"combined": cfg.mse_weight * val["mse"] + (1 - cfg.mse_weight) * val["nll"], "epoch": done,
+                "val": val, "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
+        history["best_epoch"] = done
+        save_checkpoint(done)
+
+    summary = {
+        "complete": stop_reason != "time_limit", "stop_reason": stop_reason, "epochs_run": done,
+        "best_epoch": best["epoch"], "device": str(dev), "config": asdict(cfg),
+        "n_parameters": count_parameters(net), "data": data_report, "dataset_file": data.name,
+        "dataset_sha256": data_hash, "catalog_hash": ds.attrs.get("catalog_hash"),
+        "seconds_this_run": round(time.monotonic() - t_start, 1),
+        "median_epoch_seconds": float(np.median(epoch_times)) if epoch_times else None,
+    }
+    metrics = {"validation": {"combined": best["combined"], **best["val"]}}
+    cpu_state = {k: v.detach().to("cpu") for k, v in best["state"].items()}
+    art = Artifact(config=net_cfg, state_dict=cpu_state, input_mean=scalers.input_mean,
+                   input_std=scalers.input_std, output_mean=scalers.output_mean, output_scale=scalers.output_scale,
+                   bin_edges=np.asarray(ds.bin_edges), domain=ds.attrs.get("domain") or Domain().to_dict(),
+                   dataset_hash=data_hash, metrics=metrics, training=summary, versions=library_versions())
+    save_artifact(out, art)
+    try:
+        plot_losses(history, plot)
+    except Exception as err:  # noqa: BLE001  (a figure must never lose a trained model)
+        log(f"warning: loss-curve figure not written ({err})")
+    log(f"{stop_reason}: {done} epochs; best validation 0.7 MSE + 0.3 NLL = {best['combined']:.5g} at epoch "
+        f"{best['epoch']}; artifact {out}; checkpoint {checkpoint}; loss curve {plot}")
+    if stop_reason == "time_limit":
+        log(f"stopped before the --max-minutes limit; continue with the same command plus --resume")
+    summary["history"] = history
+    summary["artifact"] = str(out)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _parse_beta(text: str) -> dict:
+    out = {"xi": 0.9, "omega": 0.5, "eta": 0.5}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() not in STATISTICS:
+            raise argparse.ArgumentTypeError(f"--beta: unknown statistic {key!r}; expected {list(STATISTICS)}")
+        out[key.strip()] = float(value)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="iaemu-train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset HDF5 file (training/schema.py) with a split")
+    p.add_argument("--out", required=True, help="artifact file to write")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--config", default=d.network, choices=("paper", "tiny"), help="network size")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint if there is one")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help=f"stop cleanly before this wall time (checkpoint + artifact; exit status {EXIT_TIME_LIMIT})")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUT.ckpt)")
+    p.add_argument("--plot", default=None, help="loss-curve PNG (default: OUT without suffix + _loss.png)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--lr-step-epochs", type=int, default=d.lr_step_epochs)
+    p.add_argument("--lr-gamma", type=float, default=d.lr_gamma)
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    p.add_argument("--beta", type=_parse_beta, default=d.beta, help="after warm-up, e.g. xi=0.9,omega=0.5,eta=0.5")
+    p.add_argument("--val-every", type=int, default=d.val_every)
+    p.add_argument("--patience", type=int, default=d.patience, help="epochs without validation improvement")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--summary", default=None, help="also write the run summary as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("epochs", "batch_size", "val_every"):
+        if getattr(args, name) < 1:
+            print(f"iaemu-train: --{name.replace('_', '-')}={getattr(args, name)} must be >= 1", file=sys.stderr)
+            return 2
+    if args.batch_size < 2:
+        print("iaemu-train: --batch-size must be >= 2 (BatchNorm)", file=sys.stderr)
+        return 2
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma, grad_clip=args.grad_clip,
+                      warmup_epochs=args.warmup_epochs, beta=args.beta, val_every=args.val_every,
+                      patience=args.patience, seed=args.seed, network=args.config)
+    try:
+        summary = train(args.data, args.out, cfg, device=args.device, resume=args.resume,
+                        max_minutes=args.max_minutes, checkpoint=args.checkpoint, plot=args.plot,
+                        progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"iaemu-train: error: {err}", file=sys.stderr)
+        return 2
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary, indent=1, default=float))
+    return EXIT_TIME_LIMIT if summary["stop_reason"] == "time_limit" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
