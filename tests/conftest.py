@@ -38,3 +38,13 @@ def toy_catalog_file(toy_catalog, tmp_path_factory):
 def toy_params():
     """A fresh copy of TOY_PARAMS."""
     return dict(TOY_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def nbody_test_catalog(tmp_path_factory):
+    """The N-body pipeline's `test` preset (seed 3), built into a temporary cache (about 20 s) and loaded."""
+    pytest.importorskip("jaxpm")
+    from training.catalogs import load_catalog
+
+    cache = tmp_path_factory.mktemp("iaemu_cache")
+    return load_catalog("test", seed=3, cache_dir=cache)

@@ -281,14 +281,15 @@ def load_bolplanck():
                                 host_mass_bins=BOLPLANCK_HOST_MASS_BINS, source=halocat.fname)
 
 
-def load_preset(preset: str, seed=None):
-    """A catalog of the project's N-body pipeline (`training.nbody.load_catalog_columns`)."""
+def load_preset(preset: str, seed=None, **kwargs):
+    """A catalog of the project's N-body pipeline (`training.nbody.load_catalog_columns`; kwargs such as
+    cache_dir or build_if_missing go to it)."""
     try:
         from training.nbody import load_catalog_columns
     except ImportError as err:
         raise CatalogError(f"catalog preset {preset!r} needs the N-body pipeline training.nbody, which is not "
                            f"available ({err}); use --catalog bolplanck, toy, or a catalog file path") from None
-    columns, meta = load_catalog_columns(preset, seed=seed)
+    columns, meta = load_catalog_columns(preset, seed=seed, **kwargs)
     return catalog_from_columns(columns, Lbox=meta["Lbox"], particle_mass=meta["particle_mass"],
                                 redshift=meta["redshift"], catalog_id=str(meta.get("catalog_id", preset)),
                                 min_host_mass=float(meta.get("min_host_mass", 0.0)),
@@ -302,7 +303,7 @@ def _looks_like_path(name: str) -> bool:
 def load_catalog(name_or_path="default", **kwargs):
     """Load a halo catalog by name ("bolplanck", "toy", an N-body preset such as "default" or "test") or path.
 
-    kwargs go to the source: `seed` for N-body presets, `min_host_mass` for files,
+    kwargs go to the source: `seed` (and `cache_dir`, `build_if_missing`) for N-body presets, `min_host_mass` for files,
     `make_toy_catalog`'s arguments for "toy". Returns a UserSuppliedHaloCatalog with
     catalog_id and catalog_hash attributes (see the module docstring).
     """
