@@ -120,10 +120,17 @@ def test_dataset_without_split_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- training
-def test_tiny_training_lowers_loss_and_writes_artifact(toy, tmp_path):
-    out = tmp_path / "emu.pt"
+@pytest.fixture(scope="module")
+def trained(toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "emu.pt"
     summary = T.train(toy, out, fast_config(epochs=30, val_every=5, lr=1e-2), device="cpu", progress=False,
                       log=lambda *a: None)
+    return out, summary
+
+
+def test_tiny_training_lowers_loss_and_writes_artifact(toy, trained):
+    out, summary = trained
+    tmp_path = out.parent
     h = summary["history"]
     assert h["train"][-1] < h["train"][0] - 0.5
     assert min(h["val_combined"]) < h["val_combined"][0] - 0.5
@@ -183,3 +190,49 @@ def test_cli_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         T.main(["--data", "x", "--out", "y", "--beta", "gamma=1"])
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def test_measures_on_perfect_and_biased_predictions():
+    from training.evaluate import measures
+    rng = np.random.default_rng(0)
+    true = toy_truth(Domain().from_unit(rng.random((50, 7))))
+    sigma = np.abs(true) * 0.1 + 1e-3
+    pred = {s: true[:, k].copy() for k, s in enumerate(STATISTICS)}
+    pred.update({f"{s}_aleatoric_var": sigma[:, k] ** 2 for k, s in enumerate(STATISTICS)})
+    m = measures(pred, true, sigma, 10)
+    for s in STATISTICS:
+        assert m["summary"][s]["max_abs_median_residual_sigma"] == 0
+        assert m["summary"][s]["calibration_dex_median"] == pytest.approx(0, abs=1e-12)
+        assert m["summary"][s]["mean_spearman"] == pytest.approx(1)
+    assert m["summary"]["xi"]["mean_fractional_error_none"] == 0
+    assert all(t["met"] for t in m["targets"].values())
+    # 2% high everywhere, variance 4x too large (0.30 dex)
+    biased = {k: (v * 1.02 if not k.endswith("_var") else 4 * v) for k, v in pred.items()}
+    m = measures(biased, true, sigma, 10)
+    assert m["summary"]["xi"]["mean_fractional_error_none"] == pytest.approx(0.02)
+    assert m["summary"]["omega"]["calibration_dex_median"] == pytest.approx(np.log10(2))
+    assert m["targets"]["xi_mean_fractional_error"]["met"]
+    assert not m["targets"]["omega_calibration_dex"]["met"]
+
+
+def test_evaluate_cli_writes_metrics_table_and_figures(toy, trained, tmp_path):
+    from training import evaluate as E
+    out, _ = trained
+    art = tmp_path / "emu.pt"
+    art.write_bytes(out.read_bytes())
+    code = E.main(["--artifact", str(art), "--data", str(toy), "--out", str(tmp_path / "docs"), "--mc-passes", "8",
+                   "--update-artifact"])
+    assert code == 0
+    m = json.loads((tmp_path / "docs" / "emulator_metrics.json").read_text())
+    assert m["n_points"] == 48 and m["trained_on_this_dataset"]
+    for s in STATISTICS:
+        assert len(m["per_bin"][s]["spearman"]) == 20
+        assert m["summary"][s]["epistemic_over_aleatoric_median"] > 0
+    table = (tmp_path / "docs" / "emulator_metrics.md").read_text()
+    assert "| Mean fractional error" in table and "Aleatoric calibration" in table
+    for name in ("examples", "accuracy", "uncertainty", "appendix_d"):
+        assert (tmp_path / "docs" / "figures" / f"emulator_{name}.png").stat().st_size > 5000
+    stored = load_artifact(art).metrics["test"]
+    assert stored["summary"]["xi"]["mean_spearman"] == pytest.approx(m["summary"]["xi"]["mean_spearman"])
+    assert E.main(["--artifact", str(tmp_path / "none.pt"), "--data", str(toy), "--out", str(tmp_path)]) == 2

@@ -1,0 +1,334 @@
+"""Measure an emulator on a dataset's test split, the paper's way (`iaemu-evaluate`).
+
+    iaemu-evaluate --artifact iaemu_theory/artifacts/iaemu_default.pt --data training/data/dataset.h5 --out docs/
+
+Truth per test point and bin: the mean over its realisations, and the scatter of one realisation
+sigma_true (standard deviation over realisations, ddof=1), in physical units. Measures (issue 4 item 6):
+
+- fractional error |pred - true| / |true|, mean over points per bin (xi, omega); "mean over bins" is the
+  headline. The paper's exact outlier rule is not stated in our copy; two stated alternatives are reported
+  beside the plain mean: `snr` drops, per bin, points whose truth is within one standard error of zero
+  (|true| < sigma_true / sqrt(R), where a fractional error is undefined), `trim95` drops the largest 5%.
+- residual in units of the true scatter, (pred - true) / sigma_true: median per bin, all three statistics;
+- Spearman rank correlation of pred and true across points, per bin;
+- NRMSE per bin: RMSE / (max - min of the truth over the test points); SMAPE: mean 2|p - t| / (|p| + |t|);
+- aleatoric calibration: log10(sigma_aleatoric / sigma_true), median per bin and overall;
+- epistemic vs aleatoric: median sigma_epistemic / sigma_aleatoric per bin (MC dropout, default 50 passes).
+
+Writes OUT/emulator_metrics.json, OUT/emulator_metrics.md (a table for the README) and figures
+OUT/figures/emulator_*.png (like the paper's Fig. 3, Fig. 4 and Appendix D).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from iaemu_theory.conventions import STATISTICS
+
+#: Issue 4 item 7 targets and the paper's quoted figures.
+TARGETS = {"xi_mean_fractional_error": 0.03, "omega_mean_fractional_error": 0.05, "median_residual_sigma": 1.0,
+           "calibration_dex": 0.15}
+PAPER = {"xi_mean_fractional_error": "~3%", "omega_mean_fractional_error": "~5%", "calibration_dex": "0.34 / 0.18 dex"}
+OUTLIER_RULES = ("none", "snr", "trim95")
+
+
+def truth(ds, rows):
+    """(mean, sigma_true) per point, statistic and bin in physical units; (n, 3, 20) each."""
+    s = ds.stats[rows]
+    return s.mean(axis=1), s.std(axis=1, ddof=1)
+
+
+def fractional_error(pred, true, sigma, n_real, rule="none"):
+    """Per-bin mean of |pred - true| / |true| under an outlier rule (see the module docstring)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.abs(pred - true) / np.abs(true)
+    keep = np.isfinite(frac)
+    if rule == "snr":
+        keep &= np.abs(true) >= sigma / np.sqrt(n_real)
+    elif rule == "trim95":
+        cut = np.nanpercentile(np.where(keep, frac, np.nan), 95, axis=0)
+        keep &= frac <= cut
+    elif rule != "none":
+        raise ValueError(f"outlier rule {rule!r}; expected one of {OUTLIER_RULES}")
+    per_bin = np.array([frac[keep[:, b], b].mean() if keep[:, b].any() else np.nan for b in range(frac.shape[1])])
+    return per_bin, keep.mean(axis=0)
+
+
+def spearman_per_bin(pred, true):
+    from scipy.stats import spearmanr
+    return np.array([spearmanr(pred[:, b], true[:, b]).statistic for b in range(pred.shape[1])])
+
+
+def measures(pred: dict, true_mean, true_sigma, n_real) -> dict:
+    """All measures (see the module docstring) from predictions and truth arrays."""
+    out = {"n_points": int(true_mean.shape[0]), "n_realisations": int(n_real), "per_bin": {}, "summary": {}}
+    for k, s in enumerate(STATISTICS):
+        if s not in pred:
+            continue
+        p, t, sig = pred[s], true_mean[:, k], true_sigma[:, k]
+        pb, sm = {}, {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            resid = (p - t) / sig
+            calib = np.log10(np.sqrt(pred[f"{s}_aleatoric_var"]) / sig)
+        pb["median_residual_sigma"] = np.nanmedian(resid, axis=0)
+        pb["residual_sigma_p16"] = np.nanpercentile(resid, 16, axis=0)
+        pb["residual_sigma_p84"] = np.nanpercentile(resid, 84, axis=0)
+        pb["spearman"] = spearman_per_bin(p, t)
+        rmse = np.sqrt(np.mean((p - t) ** 2, axis=0))
+        pb["nrmse"] = rmse / (t.max(axis=0) - t.min(axis=0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pb["smape"] = np.nanmean(2 * np.abs(p - t) / (np.abs(p) + np.abs(t)), axis=0)
+        pb["calibration_dex_median"] = np.nanmedian(calib, axis=0)
+        sm["calibration_dex_median"] = float(np.nanmedian(calib))
+        sm["max_abs_median_residual_sigma"] = float(np.nanmax(np.abs(pb["median_residual_sigma"])))
+        sm["mean_spearman"] = float(np.nanmean(pb["spearman"]))
+        sm["mean_nrmse"] = float(np.nanmean(pb["nrmse"]))
+        sm["mean_smape"] = float(np.nanmean(pb["smape"]))
+        if s in ("xi", "omega"):
+            for rule in OUTLIER_RULES:
+                fe, kept = fractional_error(p, t, sig, n_real, rule)
+                pb[f"mean_fractional_error_{rule}"] = fe
+                pb[f"kept_fraction_{rule}"] = kept
+                sm[f"mean_fractional_error_{rule}"] = float(np.nanmean(fe))
+            med_frac = np.nanmedian(np.abs(p - t) / np.abs(t), axis=0)
+            pb["median_fractional_error"] = med_frac
+            sm["median_fractional_error"] = float(np.nanmean(med_frac))
+        if f"{s}_epistemic_var" in pred:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.sqrt(pred[f"{s}_epistemic_var"] / pred[f"{s}_aleatoric_var"])
+            pb["epistemic_over_aleatoric_median"] = np.nanmedian(ratio, axis=0)
+            sm["epistemic_over_aleatoric_median"] = float(np.nanmedian(ratio))
+        out["per_bin"][s] = {key: [float(v) for v in val] for key, val in pb.items()}
+        out["summary"][s] = sm
+    out["targets"] = check_targets(out["summary"])
+    return out
+
+
+def check_targets(summary: dict) -> dict:
+    """Issue 4 item 7: each target with the measured value and whether it is met."""
+    res = {}
+    for s, key in (("xi", "xi_mean_fractional_error"), ("omega", "omega_mean_fractional_error")):
+        if s in summary:
+            v = summary[s]["mean_fractional_error_none"]
+            res[key] = {"value": v, "target": TARGETS[key], "met": bool(v <= TARGETS[key])}
+    for s in ("omega", "eta"):
+        if s in summary:
+            v = summary[s]["max_abs_median_residual_sigma"]
+            res[f"{s}_max_abs_median_residual_sigma"] = {"value": v, "target": 1.0, "met": bool(v <= 1.0)}
+    for s in summary:
+        v = summary[s]["calibration_dex_median"]
+        res[f"{s}_calibration_dex"] = {"value": v, "target": TARGETS["calibration_dex"],
+                                       "met": bool(abs(v) <= TARGETS["calibration_dex"])}
+    return res
+
+
+def markdown_table(metrics: dict) -> str:
+    """The README table: measured values beside the paper's and the targets."""
+    sm, tg = metrics["summary"], metrics["targets"]
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    ok = lambda key: "yes" if tg[key]["met"] else "**no**"  # noqa: E731
+    rows = [
+        "| Measure (test split) | xi | omega | eta | Paper | Target | Met |",
+        "|---|---|---|---|---|---|---|",
+        f"| Mean fractional error (mean over bins, no outlier rule) | {pct(sm['xi']['mean_fractional_error_none'])} | "
+        f"{pct(sm['omega']['mean_fractional_error_none'])} | - | xi ~3%, omega ~5% | <= 3%, <= 5% | "
+        f"{ok('xi_mean_fractional_error')}, {ok('omega_mean_fractional_error')} |",
+        f"| Mean fractional error, `snr` rule (bins where truth > 1 standard error) | "
+        f"{pct(sm['xi']['mean_fractional_error_snr'])} | {pct(sm['omega']['mean_fractional_error_snr'])} | - | | | |",
+        f"| Mean fractional error, `trim95` rule | {pct(sm['xi']['mean_fractional_error_trim95'])} | "
+        f"{pct(sm['omega']['mean_fractional_error_trim95'])} | - | | | |",
+        "| Max over bins of abs(median residual / sigma_true) | " +
+        " | ".join(f"{sm[s]['max_abs_median_residual_sigma']:.2f}" for s in STATISTICS) +
+        f" | | <= 1 (omega, eta) | {ok('omega_max_abs_median_residual_sigma')}, {ok('eta_max_abs_median_residual_sigma')} |",
+        "| Aleatoric calibration, median log10(sigma_pred / sigma_true) | " +
+        " | ".join(f"{sm[s]['calibration_dex_median']:+.3f} dex" for s in STATISTICS) +
+        f" | {PAPER['calibration_dex']} | within +-0.15 dex | " +
+        ", ".join(ok(f"{s}_calibration_dex") for s in STATISTICS) + " |",
+        "| Mean Spearman correlation over bins | " + " | ".join(f"{sm[s]['mean_spearman']:.3f}" for s in STATISTICS)
+        + " | | | |",
+        "| Mean NRMSE over bins | " + " | ".join(f"{sm[s]['mean_nrmse']:.4f}" for s in STATISTICS) + " | | | |",
+        "| Mean SMAPE over bins | " + " | ".join(pct(sm[s]["mean_smape"]) for s in STATISTICS) + " | | | |",
+    ]
+    if all("epistemic_over_aleatoric_median" in sm[s] for s in STATISTICS):
+        rows.append("| Median sigma_epistemic / sigma_aleatoric | " +
+                    " | ".join(f"{sm[s]['epistemic_over_aleatoric_median']:.3f}" for s in STATISTICS) + " | | | |")
+    head = (f"Test split: {metrics['n_points']} parameter points x {metrics['n_realisations']} realisations "
+            f"(truth = realisation mean; sigma_true = realisation scatter).")
+    return head + "\n\n" + "\n".join(rows) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- figures
+_LABEL = {"xi": r"$\xi(r)$", "omega": r"$\omega(r)$", "eta": r"$\eta(r)$"}
+
+
+def make_figures(out_dir: Path, r, pred, true_mean, true_sigma, metrics, n_examples=3, seed=0) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    pb = metrics["per_bin"]
+
+    # Fig. 3-like: example predictions with aleatoric bands, against the truth with its scatter
+    pick = np.random.default_rng(seed).choice(true_mean.shape[0], size=min(n_examples, true_mean.shape[0]), replace=False)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for k, s in enumerate(STATISTICS):
+        ax = axes[k]
+        for j, i in enumerate(pick):
+            c = f"C{j}"
+            sig = np.sqrt(pred[f"{s}_aleatoric_var"][i])
+            ax.fill_between(r, pred[s][i] - sig, pred[s][i] + sig, color=c, alpha=0.2, lw=0)
+            ax.plot(r, pred[s][i], color=c, lw=1.2)
+            ax.errorbar(r, true_mean[i, k], yerr=true_sigma[i, k], fmt="o", ms=3, color=c, lw=0.8)
+        ax.set_xscale("log")
+        if s == "xi":
+            ax.set_yscale("log")
+        ax.set_xlabel(r"$r\ [h^{-1}{\rm Mpc}]$")
+        ax.set_ylabel(_LABEL[s])
+    axes[0].set_title("points: realisation mean +- scatter; lines/bands: emulator +- aleatoric", fontsize=9, loc="left")
+    fig.tight_layout()
+    paths.append(fig_dir / "emulator_examples.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    # Fig. 3-like accuracy summary: fractional error and normalised residuals per bin
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for s in ("xi", "omega"):
+        axes[0].plot(r, 100 * np.array(pb[s]["mean_fractional_error_none"]), "o-", ms=3, label=f"{s} (mean)")
+        axes[0].plot(r, 100 * np.array(pb[s]["mean_fractional_error_snr"]), "--", label=f"{s} (snr rule)")
+    axes[0].axhline(3, color="C0", ls=":", lw=0.8)
+    axes[0].axhline(5, color="C1", ls=":", lw=0.8)
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel(r"$r\ [h^{-1}{\rm Mpc}]$")
+    axes[0].set_ylabel("fractional error [%]")
+    axes[0].legend(fontsize=8)
+    for k, s in enumerate(STATISTICS):
+        med = np.array(pb[s]["median_residual_sigma"])
+        axes[1].plot(r, med, "o-", ms=3, color=f"C{k}", label=s)
+        axes[1].fill_between(r, pb[s]["residual_sigma_p16"], pb[s]["residual_sigma_p84"], color=f"C{k}", alpha=0.12)
+    axes[1].axhspan(-1, 1, color="0.9", zorder=-1)
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel(r"$r\ [h^{-1}{\rm Mpc}]$")
+    axes[1].set_ylabel(r"(pred - true) / $\sigma_{\rm true}$: median, 16-84%")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(fig_dir / "emulator_accuracy.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    # Fig. 4-like: uncertainty calibration and epistemic vs aleatoric
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for k, s in enumerate(STATISTICS):
+        axes[0].plot(r, pb[s]["calibration_dex_median"], "o-", ms=3, color=f"C{k}", label=s)
+        if "epistemic_over_aleatoric_median" in pb[s]:
+            axes[1].plot(r, pb[s]["epistemic_over_aleatoric_median"], "o-", ms=3, color=f"C{k}", label=s)
+    axes[0].axhspan(-0.15, 0.15, color="0.9", zorder=-1)
+    axes[0].axhline(0, color="k", lw=0.6)
+    axes[0].set_ylabel(r"median $\log_{10}(\sigma_{\rm aleatoric} / \sigma_{\rm true})$")
+    axes[1].set_ylabel(r"median $\sigma_{\rm epistemic} / \sigma_{\rm aleatoric}$")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$r\ [h^{-1}{\rm Mpc}]$")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(fig_dir / "emulator_uncertainty.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    # Appendix D-like: Spearman, NRMSE, SMAPE per bin
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for k, s in enumerate(STATISTICS):
+        axes[0].plot(r, pb[s]["spearman"], "o-", ms=3, color=f"C{k}", label=s)
+        axes[1].plot(r, pb[s]["nrmse"], "o-", ms=3, color=f"C{k}", label=s)
+        axes[2].plot(r, 100 * np.array(pb[s]["smape"]), "o-", ms=3, color=f"C{k}", label=s)
+    for ax, name in zip(axes, ("Spearman correlation", "NRMSE (RMSE / range)", "SMAPE [%]")):
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$r\ [h^{-1}{\rm Mpc}]$")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(fig_dir / "emulator_appendix_d.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def evaluate(artifact, data, out_dir, split="test", mc_passes=50, seed=0, device="auto", figures=True,
+             update_artifact=False, log=print) -> dict:
+    """Evaluate and write metrics JSON, markdown table and figures. Returns the metrics dict."""
+    from iaemu_theory.artifact import load_artifact, save_artifact
+    from iaemu_theory.emulator import Emulator
+    from training.train import dataset_sha256, load_splits
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emu = Emulator.load(artifact, device=device)
+    ds, rows, report = load_splits(data, log=log)
+    if split not in rows:
+        raise ValueError(f"split {split!r}; expected one of {list(rows)}")
+    idx = rows[split]
+    if idx.size < 2:
+        raise ValueError(f"the {split} split of {data} has {idx.size} usable points; need at least 2")
+    true_mean, true_sigma = truth(ds, idx)
+    pred = emu.predict(ds.params[idx], mc_passes=mc_passes, seed=seed)
+    metrics = measures(pred, true_mean, true_sigma, ds.n_realisations)
+    data_hash = dataset_sha256(data)
+    metrics.update(split=split, mc_passes=mc_passes, seed=seed, artifact=str(artifact), dataset=str(data),
+                   dataset_sha256=data_hash, artifact_dataset_sha256=emu.artifact.dataset_hash,
+                   trained_on_this_dataset=emu.artifact.dataset_hash == data_hash,
+                   artifact_weights_sha256=emu.artifact.weights_sha256, r=[float(v) for v in emu.r])
+    if not metrics["trained_on_this_dataset"]:
+        log(f"warning: the artifact was trained on a different dataset (sha256 {str(emu.artifact.dataset_hash)[:12]}...)"
+            f" than {data} ({data_hash[:12]}...): the test split may overlap its training points")
+    (out_dir / "emulator_metrics.json").write_text(json.dumps(metrics, indent=1))
+    table = markdown_table(metrics)
+    (out_dir / "emulator_metrics.md").write_text(table)
+    if figures:
+        metrics["figures"] = [str(p) for p in make_figures(out_dir, emu.r, pred, true_mean, true_sigma, metrics)]
+    if update_artifact:
+        art = load_artifact(artifact)
+        art.metrics = {**art.metrics, split: {"summary": metrics["summary"], "targets": metrics["targets"],
+                                              "n_points": metrics["n_points"], "dataset_sha256": data_hash}}
+        save_artifact(artifact, art)
+        log(f"test metrics stored in {artifact} (weights unchanged, sha256 {art.weights_sha256[:12]}...)")
+    log(table)
+    return metrics
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="iaemu-evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--artifact", default=None, help="artifact file (default: the shipped one)")
+    p.add_argument("--data", required=True, help="dataset HDF5 file with a split")
+    p.add_argument("--out", default="docs", help="folder for metrics JSON, markdown table and figures/")
+    p.add_argument("--split", default="test", choices=("test", "validation", "train"))
+    p.add_argument("--mc-passes", type=int, default=50, help="MC-dropout passes for the epistemic variance (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--update-artifact", action="store_true", help="store the summary metrics in the artifact")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from iaemu_theory.artifact import DEFAULT_ARTIFACT, ArtifactError
+    try:
+        evaluate(args.artifact or DEFAULT_ARTIFACT, args.data, args.out, split=args.split, mc_passes=args.mc_passes,
+                 seed=args.seed, device=args.device, figures=not args.no_figures, update_artifact=args.update_artifact)
+    except (FileNotFoundError, ValueError, ArtifactError) as err:
+        print(f"iaemu-evaluate: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
