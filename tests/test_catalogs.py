@@ -181,3 +181,12 @@ def test_write_then_read_npz_keeps_min_host_mass(toy_catalog, tmp_path):
     assert again.min_host_mass == 5e11 and again.catalog_hash == cat.catalog_hash
     with pytest.raises(CatalogError, match="no host halo is more massive than min_host_mass"):
         catalog_from_columns(_columns(toy_catalog), catalog_id="cut", min_host_mass=1e16, **_meta(toy_catalog))
+
+
+def test_nbody_catalog_file_by_path(nbody_test_catalog):
+    """An N-body pipeline file passed as a path loads to the same catalog as its preset name."""
+    path = nbody_test_catalog.source.rsplit("(", 1)[-1].rstrip(")")
+    assert path.endswith(".npz")
+    again = load_catalog(path)
+    assert again.catalog_id == nbody_test_catalog.catalog_id
+    assert again.catalog_hash == nbody_test_catalog.catalog_hash

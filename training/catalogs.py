@@ -215,7 +215,8 @@ def read_catalog_file(path, *, min_host_mass=None):
 
     Formats:
       - .npz: one 1-D array per column of REQUIRED_COLUMNS, scalars Lbox, particle_mass, redshift;
-        optional catalog_id (str) and min_host_mass (Msun/h).
+        optional catalog_id (str) and min_host_mass (Msun/h). An npz written by the N-body pipeline
+        (with a meta_json record) is read by `training.nbody.load_catalog_file`.
       - .hdf5/.h5, plain: one dataset per column at the root, the scalars as root attributes (same names).
       - .hdf5/.h5, halotools format (as written by halotools' cache: a table dataset 'data' and attributes
         Lbox, particle_mass, redshift): the table columns are used.
@@ -227,6 +228,8 @@ def read_catalog_file(path, *, min_host_mass=None):
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
         with np.load(path, allow_pickle=False) as f:
+            if "meta_json" in f.files:
+                return _nbody_catalog_file(path, min_host_mass)
             data = {k: f[k] for k in f.files}
         meta = {k: data.pop(k) for k in list(data) if not k.startswith("halo_")}
     elif ext in (".hdf5", ".h5", ".hdf"):
@@ -255,6 +258,22 @@ def read_catalog_file(path, *, min_host_mass=None):
     return catalog_from_columns(data, Lbox=meta["Lbox"], particle_mass=meta["particle_mass"],
                                 redshift=meta["redshift"], catalog_id=catalog_id,
                                 min_host_mass=min_host_mass, source=os.path.abspath(path))
+
+
+def _from_nbody(columns, meta, source, min_host_mass=None):
+    if min_host_mass is None:
+        min_host_mass = float(meta.get("min_host_mass", 0.0))
+    return catalog_from_columns(columns, Lbox=meta["Lbox"], particle_mass=meta["particle_mass"],
+                                redshift=meta["redshift"], catalog_id=str(meta["catalog_id"]),
+                                min_host_mass=min_host_mass, host_mass_bins=meta.get("host_mass_bins"), source=source)
+
+
+def _nbody_catalog_file(path: str, min_host_mass=None):
+    """A catalog file written by the project's N-body pipeline (an npz with a meta_json record)."""
+    from training.nbody import load_catalog_file
+
+    columns, meta = load_catalog_file(path)
+    return _from_nbody(columns, meta, os.path.abspath(path), min_host_mass)
 
 
 def load_bolplanck():
@@ -290,10 +309,8 @@ def load_preset(preset: str, seed=None, **kwargs):
         raise CatalogError(f"catalog preset {preset!r} needs the N-body pipeline training.nbody, which is not "
                            f"available ({err}); use --catalog bolplanck, toy, or a catalog file path") from None
     columns, meta = load_catalog_columns(preset, seed=seed, **kwargs)
-    return catalog_from_columns(columns, Lbox=meta["Lbox"], particle_mass=meta["particle_mass"],
-                                redshift=meta["redshift"], catalog_id=str(meta.get("catalog_id", preset)),
-                                min_host_mass=float(meta.get("min_host_mass", 0.0)),
-                                host_mass_bins=meta.get("host_mass_bins"), source=f"training.nbody preset {preset}")
+    return _from_nbody(columns, dict(meta, catalog_id=meta.get("catalog_id", preset)),
+                       f"training.nbody preset {preset} ({meta.get('path', 'built')})")
 
 
 def _looks_like_path(name: str) -> bool:
