@@ -365,3 +365,24 @@ def test_stored_design_wins_over_recomputed_one(tmp_path, capsys):
     assert "continuing with the stored design" in capsys.readouterr().out
     assert final.attrs["complete"] and final.params[pending, 0] == 0.123456
     np.testing.assert_array_equal(final.params, ds.params)
+
+
+def test_more_sobol_points_extend_a_dataset(tmp_path, reference, capsys):
+    """--points may grow (a Sobol' prefix is the smaller design): finished points are kept."""
+    out = tmp_path / "grow.h5"
+    gen.main(_args(out, points=8))
+    small = tmp_path / "small.h5"
+    shutil.copy(out, small)
+    stamp = gen.PartsStore(out).part_path(0).stat().st_mtime_ns
+    gen.main(_args(out))
+    assert "extending the design from 8 to 12 points" in capsys.readouterr().out
+    assert gen.PartsStore(out).part_path(0).stat().st_mtime_ns == stamp
+    assert_same_data(read_dataset(out), reference)
+    with pytest.raises(SystemExit, match="n_points: 12 there, 8 now"):
+        gen.main(_args(out, points=8))
+    dsmod.merge([small, out], tmp_path / "both.h5")
+    assert_same_data(read_dataset(tmp_path / "both.h5"), reference)
+    lhs = tmp_path / "lhs.h5"
+    gen.main(_args(lhs, "--method", "lhs", points=4))
+    with pytest.raises(SystemExit, match="n_points"):
+        gen.main(_args(lhs, "--method", "lhs", points=5))

@@ -111,10 +111,13 @@ def split(ds: Dataset, seed: int, fractions=(0.7, 0.1, 0.2), **clean_kwargs) -> 
 def merge(parts_or_files, out) -> Dataset:
     """Join dataset files and/or FILE.parts folders of one generation (same arguments) into `out`.
 
-    Rows are design points; a point finished in several inputs must have identical results.
+    Rows are design points; a point finished in several inputs must have identical results. Inputs
+    of a Sobol' design extended to more points (`iaemu-generate --points` larger) merge into the
+    largest design.
     """
     from training.design import realistic_design
-    from training.generate import assemble, check_same_config, dataset_attrs, parts_from_dataset, read_part
+    from training.generate import (assemble, can_extend, check_same_config, dataset_attrs, parts_from_dataset,
+                                   read_part, settled_design)
 
     inputs = [Path(p) for p in parts_or_files]
     if not inputs:
@@ -137,24 +140,28 @@ def merge(parts_or_files, out) -> Dataset:
                 raise ValueError(f"{path} has no generation_config attribute: not written by iaemu-generate")
             this_config, this_command = json.loads(ds.attrs["generation_config"]), ds.attrs.get("creation_command")
             these = parts_from_dataset(ds)
-            if stored_design is None:
+            if stored_design is None or len(ds.params) > len(stored_design):
                 stored_design = ds.params
         if config is None:
             config, command = this_config, this_command
         else:
-            try:
-                check_same_config(config, this_config, str(path))
-            except SystemExit as exc:
-                raise ValueError(str(exc)) from None
+            if not (can_extend(config, this_config) or can_extend(this_config, config)):
+                try:
+                    check_same_config(config, this_config, str(path))
+                except SystemExit as exc:
+                    raise ValueError(str(exc)) from None
+            if this_config["n_points"] > config["n_points"]:
+                config = this_config
         for i, part in these.items():
             if i in parts and not _same_result(parts[i], part):
                 raise ValueError(f"point {i} differs between inputs (last: {path}); they are not one generation")
             parts[i] = part
-    if stored_design is not None:  # a dataset's design is the one it was started with (see settled_design)
-        design = stored_design
+    if stored_design is not None and len(stored_design) == config["n_points"]:
+        design = stored_design  # a dataset's design is the one it was started with (see settled_design)
     else:
         domain = Domain.from_dict(config["domain"])
         design = realistic_design(config["n_points"], config["master_seed"], domain, config["design_method"])
+        design = settled_design(design, stored_design)
     attrs = dataset_attrs(config, command or "")
     attrs["merged_from"] = json.dumps([str(p) for p in inputs])
     ds = assemble(config, design, parts, attrs)

@@ -139,14 +139,23 @@ class PartsStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.manifest.exists():
             old = json.loads(self.manifest.read_text())
-            check_same_config(old["config"], config, str(self.manifest))
+            check_same_config(old["config"], config, str(self.manifest), extend=True)
+            if old["config"]["n_points"] != config["n_points"]:
+                print(f"extending the design from {old['config']['n_points']} to {config['n_points']} points")
+                old["config"] = config
+                old.setdefault("extended_by", []).append(command)
+                _atomic_write_text(self.manifest, json.dumps(old, indent=1))
         else:
             _atomic_write_text(self.manifest, json.dumps({"config": config, "command": command}, indent=1))
         for stale in self.dir.glob("*.tmp*"):  # debris of a killed write: never read, removed
             stale.unlink(missing_ok=True)
 
     def command(self) -> str | None:
-        return json.loads(self.manifest.read_text()).get("command") if self.manifest.exists() else None
+        """The command that started this dataset (and those that extended it)."""
+        if not self.manifest.exists():
+            return None
+        meta = json.loads(self.manifest.read_text())
+        return "; ".join([meta.get("command", "")] + [f"extended by: {c}" for c in meta.get("extended_by", [])])
 
     def finished(self) -> dict[int, dict]:
         """index -> part, for every complete part file."""
@@ -184,8 +193,20 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def check_same_config(old: dict, new: dict, where: str) -> None:
-    """Refuse to mix datasets: name every argument that differs."""
+def can_extend(old: dict, new: dict) -> bool:
+    """True when `new` only asks for more points of the same Sobol' design.
+
+    A prefix of a scrambled Sobol' sequence is the shorter design and point seeds depend on
+    (master seed, index) only, so the finished points of the smaller run are points of the larger.
+    """
+    rest = [k for k in set(old) | set(new) if k != "n_points" and old.get(k) != new.get(k)]
+    return not rest and new.get("design_method") == "sobol" and new["n_points"] >= old["n_points"]
+
+
+def check_same_config(old: dict, new: dict, where: str, extend: bool = False) -> None:
+    """Refuse to mix datasets: name every argument that differs (with extend=True, more Sobol' points are fine)."""
+    if extend and can_extend(old, new):
+        return
     keys = sorted(set(old) | set(new))
     diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
     if diff:
@@ -476,22 +497,26 @@ def existing_dataset(out: Path, config: dict) -> Dataset | None:
     old = ds.attrs.get("generation_config")
     if old is None:
         raise SystemExit(f"error: {out} exists and was not written by iaemu-generate; choose another --out")
-    check_same_config(json.loads(old), config, str(out))
+    check_same_config(json.loads(old), config, str(out), extend=True)
     return ds
 
 
-def settled_design(design: np.ndarray, existing: Dataset | None) -> np.ndarray:
-    """The design of a dataset is fixed when it is started: an existing file's `params` win.
+def settled_design(design: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
+    """The design of a dataset is fixed when it is started: stored `params` win over a recomputation.
 
-    They equal `design` unless the file was started with another SciPy/NumPy whose Sobol' draws
-    differ; then the file's points are kept (so every row is what was measured) and a note is printed.
+    They equal `design` (or its prefix, for an extended Sobol' design) unless the file was started
+    with another SciPy/NumPy whose Sobol' draws differ; then the stored points are kept (so every row
+    is what was measured) and a note is printed.
     """
-    if existing is None:
+    if stored is None:
         return design
-    if not np.array_equal(existing.params, design):
+    n = len(stored)
+    if not np.array_equal(stored, design[:n]):
         print("note: the design recomputed here differs from the one stored in the dataset (another SciPy or "
               "NumPy version?); continuing with the stored design")
-    return existing.params.copy()
+    out = design.copy()
+    out[:n] = stored
+    return out
 
 
 def merge_outputs(out: Path, config: dict, design: np.ndarray, command: str) -> Dataset:
@@ -560,12 +585,13 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
     config = run_config(args, catalog)
     store = PartsStore(out)
     existing = existing_dataset(out, config)
-    design = settled_design(design, existing)
+    design = settled_design(design, None if existing is None else existing.params)
     finished = {} if existing is None else parts_from_dataset(existing)
     del existing
     if args.dry_run:  # reads, never writes
         if store.manifest.exists():
-            check_same_config(json.loads(store.manifest.read_text())["config"], config, str(store.manifest))
+            check_same_config(json.loads(store.manifest.read_text())["config"], config, str(store.manifest),
+                              extend=True)
     else:
         store.open(config, command)
     finished.update(store.finished())
