@@ -124,3 +124,16 @@ def test_satellite_sites_follow_host_shape():
     # NFW radii: median r/R_vir below 0.5 for c = 5 (spherical median at about 0.38)
     r = np.linalg.norm(off, axis=1)
     assert 0.25 < np.median(r) < 0.55
+
+
+def test_validate_writes_page(test_build, tmp_path):
+    from training.nbody.validate import validate
+
+    cache, _ = test_build
+    res = validate("test", seed=3, out_dir=tmp_path, cache_dir=cache, mocks=False)
+    text = (tmp_path / "catalog.md").read_text()
+    assert "iaemu-pm-test-s3-v1" in text
+    for name in ("ic_power", "pk_z0", "mass_function", "bias", "shapes", "halo_alignment"):
+        assert (tmp_path / "figures" / f"catalog_{name}.png").stat().st_size > 1000
+    assert abs(res["ic_power"]["lpt_vs_field_weighted"] - 1) < 0.05
+    assert res["shapes"]["all"]["n"] == res["catalog"]["n_hosts"]

@@ -68,12 +68,21 @@ def linear_power(k) -> np.ndarray:
 
 
 def halofit_power(k, a: float = 1.0) -> np.ndarray:
-    """Non-linear matter power from jax_cosmo's halofit (Takahashi et al. 2012)."""
-    _, jnp, jc, _, _ = import_jax_stack()
+    """Non-linear matter power from jax_cosmo's halofit (Takahashi et al. 2012), interpolated in log-log
+    from a table on 1e-3 < k < 50 h/Mpc."""
+    lk, lp = _halofit_table(float(a))
+    return np.exp(np.interp(np.log(np.asarray(k, dtype=float)), lk, lp))
+
+
+@lru_cache(maxsize=4)
+def _halofit_table(a: float):
+    jax, jnp, _, _, _ = import_jax_stack()
     import jax_cosmo.power as power
 
-    k = np.asarray(k, dtype=float)
-    return np.asarray(power.nonlinear_matter_power(jax_cosmology(), jnp.asarray(k, dtype=jnp.float32), a), dtype=float)
+    k = np.geomspace(1e-3, 50.0, 400)
+    fn = jax.jit(lambda cosmo, kk: power.nonlinear_matter_power(cosmo, kk, a))
+    p = np.asarray(fn(jax_cosmology(), jnp.asarray(k, dtype=jnp.float32)), dtype=float)
+    return np.log(k), np.log(p)
 
 
 def jax_cosmology():
