@@ -142,50 +142,52 @@ def pm_accelerations(pos: np.ndarray, n: int, boxsize: float, out: np.ndarray | 
     return out
 
 
-def _kgrid(n: int, boxsize: float):
-    kf = 2 * np.pi / boxsize
-    kx = np.fft.fftfreq(n, d=1.0 / n) * kf
-    kz = np.fft.rfftfreq(n, d=1.0 / n) * kf
-    return kx, kz
-
-
-def cic_window2(n: int) -> np.ndarray:
-    """Squared CIC window |W(k)|^2 on the rfft grid (used to deconvolve measured power)."""
+def cic_window2(n: int):
+    """Squared CIC window |W(k)|^2 on the rfft grid, as per-axis factors (wx, wy, wz), W^2 = wx wy wz."""
     fx = np.fft.fftfreq(n)
     fz = np.fft.rfftfreq(n)
-    wx = np.sinc(fx) ** 2
-    wz = np.sinc(fz) ** 2
-    return ((wx[:, None, None] * wx[None, :, None] * wz[None, None, :]) ** 2).astype(np.float64)
+    return np.sinc(fx) ** 4, np.sinc(fx) ** 4, np.sinc(fz) ** 4
 
 
-def binned_power(field_k: np.ndarray, n: int, boxsize: float, kbins: np.ndarray, window2: np.ndarray | None = None,
+@njit(cache=True)
+def _bin_power(a, b, n, boxsize, kbins, wx, wy, wz, deconvolve, psum, ksum, counts):
+    nz = a.shape[2]
+    kf = 2.0 * np.pi / boxsize
+    nb = len(kbins) - 1
+    for i in range(n):
+        fi = i if i <= n // 2 else i - n
+        for j in range(n):
+            fj = j if j <= n // 2 else j - n
+            for l in range(nz):
+                kmag = kf * np.sqrt(fi * fi + fj * fj + l * l)
+                idx = np.searchsorted(kbins, kmag, side="right") - 1
+                if idx < 0 or idx >= nb:
+                    continue
+                w = 1.0 if (l == 0 or (n % 2 == 0 and l == nz - 1)) else 2.0
+                p = a[i, j, l].real * b[i, j, l].real + a[i, j, l].imag * b[i, j, l].imag
+                if deconvolve:
+                    p /= wx[i] * wy[j] * wz[l]
+                psum[idx] += w * p
+                ksum[idx] += w * kmag
+                counts[idx] += w
+
+
+def binned_power(field_k: np.ndarray, n: int, boxsize: float, kbins: np.ndarray, window2=None,
                  other_k: np.ndarray | None = None):
     """Spherically averaged (cross-)power of rfft fields: returns k_mean, P(k), number of modes per bin.
 
-    P = <Re(a b*)> V / n^6, with the rfft's half-plane modes weighted twice. `window2` divides the
-    power (CIC deconvolution).
+    P = <Re(a b*)> V / n^6, with the rfft's half-plane modes weighted twice (`counts` is the number of
+    modes of the full grid, k and -k both counted). `window2` (from `cic_window2`) divides the power.
     """
-    kx, kz = _kgrid(n, boxsize)
-    kmag = np.sqrt(kx[:, None, None] ** 2 + kx[None, :, None] ** 2 + kz[None, None, :] ** 2)
-    weight = np.full(kz.shape, 2.0)
-    weight[0] = 1.0
-    if n % 2 == 0:
-        weight[-1] = 1.0
-    weight = np.broadcast_to(weight[None, None, :], kmag.shape)
-    b = field_k if other_k is None else other_k
-    pw = (field_k.real.astype(np.float64) * b.real + field_k.imag.astype(np.float64) * b.imag)
-    if window2 is not None:
-        pw = pw / window2
-    pw *= boxsize ** 3 / float(n) ** 6
-    idx = np.digitize(kmag.ravel(), kbins) - 1
-    ok = (idx >= 0) & (idx < len(kbins) - 1)
     nb = len(kbins) - 1
-    w = weight.ravel()[ok]
-    counts = np.bincount(idx[ok], weights=w, minlength=nb)
-    psum = np.bincount(idx[ok], weights=(pw.ravel() * weight.ravel())[ok], minlength=nb)
-    ksum = np.bincount(idx[ok], weights=(kmag.ravel() * weight.ravel())[ok], minlength=nb)
+    psum, ksum, counts = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+    b = field_k if other_k is None else other_k
+    ones = np.ones(n)
+    wx, wy, wz = window2 if window2 is not None else (ones, ones, ones)
+    _bin_power(field_k, b, int(n), float(boxsize), np.asarray(kbins, dtype=np.float64), wx, wy, wz,
+               window2 is not None, psum, ksum, counts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return ksum / counts, psum / counts, counts
+        return ksum / counts, psum / counts * boxsize ** 3 / float(n) ** 6, counts
 
 
 def measure_power(pos: np.ndarray, n: int, boxsize: float, kbins: np.ndarray, subtract_shot_noise: bool = True):
@@ -197,13 +199,14 @@ def measure_power(pos: np.ndarray, n: int, boxsize: float, kbins: np.ndarray, su
     return k, p, nmodes
 
 
-def correlation_from_mesh(field_k: np.ndarray, n: int, boxsize: float, rbins: np.ndarray, window2: np.ndarray | None = None,
+def correlation_from_mesh(field_k: np.ndarray, n: int, boxsize: float, rbins: np.ndarray, window2=None,
                           other_k: np.ndarray | None = None):
     """Spherically averaged (cross-)correlation function xi(r) from rfft fields (the FFT of their power)."""
     b = field_k if other_k is None else other_k
     pk = (field_k * np.conj(b)).astype(np.complex128)
     if window2 is not None:
-        pk = pk / window2
+        wx, wy, wz = window2
+        pk /= wx[:, None, None] * wy[None, :, None] * wz[None, None, :]
     xi = scipy.fft.irfftn(pk, s=(n, n, n)) / float(n) ** 3
     cell = boxsize / n
     f = np.fft.fftfreq(n, d=1.0 / n) * cell
