@@ -1,0 +1,538 @@
+"""`iaemu-validate`: the paper's Table 1 check: emulator posteriors against halotools-IA's own.
+
+For one TNG300 sample (HOD fixed to the sample's best fit, as in TNG300Likelihood), fit (mu_cen, mu_sat)
+to the TNG300 omega with the same data, covariance, scale cuts and interpolation as `TNG300Likelihood`, twice:
+
+1. Direct (halotools-IA): a G x G grid of (mu_cen, mu_sat) nodes over [-1, 1]^2; each node is a fresh
+   mock of `--realisations` full realisations (positions and orientations re-populated; independent seeds
+   per node) on the catalog, measured with the fused engine (`IAMockModel.measure`). The nodes' mean omega
+   (20 bins) is interpolated by a smooth surrogate: per radial bin, a least-squares tensor-product Legendre
+   polynomial of degree `--degree` in each of mu_cen, mu_sat (it smooths the realisation noise of the
+   nodes; its reduced chi2 against that noise is reported). The posterior (uniform priors on [-1, 1]^2)
+   is then evaluated on a fine grid with the likelihood's own `loglike_from_predictions`.
+2. Emulator: Cobaya mcmc with IAEmu + TNG300Likelihood (R-1 < 0.01), timed; plus the emulator's posterior
+   on the same fine grid (no Monte Carlo noise) as a cross-check.
+
+Reported (JSON + a markdown table in --out, figures in --out/figures): means, standard deviations, the
+differences in units of the direct posterior's sigma, wall times and speed-ups. The grid is the heavy
+part: nodes run in a process pool (`--workers`) and each finished node is saved in --work, so an
+interrupted run resumes where it stopped (a node file made with other settings is refused).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+
+from iaemu_theory.conventions import BIN_CENTRES, BIN_EDGES, DEFAULT_REALISATIONS, STATISTICS
+
+__all__ = ["main", "node_grid", "run_grid", "PolynomialSurface", "grid_posterior", "posterior_moments",
+           "mock_likelihood", "emulator_mcmc"]
+
+#: Master seed offset so that validation mocks never reuse dataset seeds by accident.
+_SEED_TAG = 0x5A11D
+
+
+# ---------------------------------------------------------------------------- the grid of mocks
+
+def node_grid(n: int) -> np.ndarray:
+    """The (mu_cen, mu_sat) nodes, shape (n, n, 2), on linspace(-1, 1, n) in each."""
+    if n < 3:
+        raise ValueError(f"--grid {n}: need at least 3 nodes per axis")
+    x = np.linspace(-1.0, 1.0, n)
+    return np.stack(np.meshgrid(x, x, indexing="ij"), axis=-1)
+
+
+def node_seed(seed: int, sample: int, i: int, j: int) -> int:
+    """Master seed of node (i, j): independent across nodes (SeedSequence([tag, seed, sample, i, j]))."""
+    return int(np.random.SeedSequence([_SEED_TAG, seed, sample, i, j]).generate_state(1, np.uint32)[0] >> 1)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(catalog_name: str, threads: int | None):
+    import numba
+
+    if threads:
+        numba.set_num_threads(int(threads))
+    from training.catalogs import load_catalog
+    from training.mocks import IAMockModel
+
+    catalog = _WORKER.get("catalog")
+    if catalog is None:
+        catalog = load_catalog(catalog_name)
+    _WORKER["model"] = IAMockModel(catalog)
+
+
+def _measure_node(key, params, seed, realisations):
+    """Worker: one node's mock, returned as plain arrays with its wall time."""
+    t0 = time.perf_counter()
+    res = _WORKER["model"].measure(params, seed=seed, n_realisations=realisations)
+    return key, res.stats, res.n_galaxies, time.perf_counter() - t0
+
+
+def _node_path(work: Path, key) -> Path:
+    return work / (f"node_{key[0]:02d}_{key[1]:02d}.npz" if isinstance(key, tuple) else f"node_{key}.npz")
+
+
+def _node_meta(params, seed, realisations, catalog_hash) -> str:
+    return json.dumps({"params": params, "seed": int(seed), "realisations": int(realisations),
+                       "catalog_hash": str(catalog_hash)}, sort_keys=True)
+
+
+def _load_node(path: Path, meta: str):
+    with np.load(path) as f:
+        if str(f["meta"]) != meta:
+            raise ValueError(f"checkpoint {path} was made with other settings ({f['meta']}) than this run ({meta}); "
+                             f"use another --work folder or delete it")
+        return f["stats"], f["n_galaxies"], float(f["wall_s"])
+
+
+def _save_node(path: Path, meta: str, stats, n_galaxies, wall_s):
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=np.array(meta), stats=stats, n_galaxies=n_galaxies, wall_s=np.array(wall_s))
+    os.replace(tmp, path)
+
+
+def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: int, workers: int = 1,
+             threads: int | None = None, progress: bool = True) -> dict:
+    """Measure every task {key: (params, seed)} (resuming from `work`); returns {key: (stats, n_gal, wall_s)}.
+
+    Finished nodes are written to `work` one by one as they complete.
+    """
+    from tqdm.auto import tqdm
+
+    work.mkdir(parents=True, exist_ok=True)
+    chash = getattr(catalog, "catalog_hash", catalog_name)
+    results, todo = {}, {}
+    for key, (params, seed) in tasks.items():
+        meta = _node_meta(params, seed, realisations, chash)
+        path = _node_path(work, key)
+        if path.is_file():
+            results[key] = _load_node(path, meta)
+        else:
+            todo[key] = (params, seed, meta)
+    if results:
+        print(f"resuming: {len(results)} of {len(tasks)} mock node(s) already in {work}", flush=True)
+    if not todo:
+        return results
+    bar = tqdm(total=len(todo), desc="halotools-IA mocks", unit="node", disable=not progress)
+    _WORKER["catalog"] = catalog
+    try:
+        if workers <= 1:
+            _init_worker(catalog_name, threads)
+            for key, (params, seed, meta) in todo.items():
+                _, stats, ngal, wall = _measure_node(key, params, seed, realisations)
+                _save_node(_node_path(work, key), meta, stats, ngal, wall)
+                results[key] = (stats, ngal, wall)
+                bar.update()
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(catalog_name, threads or 1)) as pool:
+                futures = {pool.submit(_measure_node, key, params, seed, realisations): meta
+                           for key, (params, seed, meta) in todo.items()}
+                for fut in as_completed(futures):
+                    key, stats, ngal, wall = fut.result()
+                    _save_node(_node_path(work, key), futures[fut], stats, ngal, wall)
+                    results[key] = (stats, ngal, wall)
+                    bar.update()
+    except BrokenProcessPool:
+        raise SystemExit(f"a worker process died; {len(results)} of {len(tasks)} node(s) are saved in {work}: "
+                         f"run the same command again to resume") from None
+    finally:
+        bar.close()
+        _WORKER.pop("catalog", None)
+    return results
+
+
+# ---------------------------------------------------------------------------- smooth surrogate
+
+class PolynomialSurface:
+    """Least-squares tensor-product Legendre fit y(mu_cen, mu_sat) of degree `degree` in each variable,
+    one independent fit per output column (radial bin)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, degree: int, sigma: np.ndarray | None = None):
+        x = np.asarray(x, dtype=float).reshape(-1, 2)
+        y = np.asarray(y, dtype=float).reshape(x.shape[0], -1)
+        self.degree = int(degree)
+        a = self._design(x)
+        if a.shape[1] > x.shape[0]:
+            raise ValueError(f"degree {degree} needs {a.shape[1]} coefficients but only {x.shape[0]} nodes; "
+                             f"lower --degree or raise --grid")
+        finite = np.isfinite(y)
+        self.coef = np.zeros((a.shape[1], y.shape[1]))
+        for b in range(y.shape[1]):          # nodes whose bin is empty in every realisation are left out of its fit
+            rows = finite[:, b]
+            if rows.sum() < a.shape[1]:
+                raise ValueError(f"radial bin {b}: only {rows.sum()} of {x.shape[0]} nodes have a finite value, fewer "
+                                 f"than the {a.shape[1]} coefficients; too few galaxies (more realisations, a larger "
+                                 f"catalog or a lower --degree)")
+            self.coef[:, b] = np.linalg.lstsq(a[rows], y[rows, b], rcond=None)[0]
+        resid = np.where(finite, y - a @ self.coef, 0.0)
+        self.dof = int(finite.sum()) - a.shape[1] * y.shape[1]
+        self.n_missing = int((~finite).sum())
+        self.rms = np.sqrt(np.sum(resid**2, axis=0) / np.maximum(finite.sum(axis=0), 1))
+        self.reduced_chi2 = None
+        if sigma is not None and self.dof > 0:
+            s = np.asarray(sigma, dtype=float).reshape(resid.shape)
+            ok = finite & (s > 0)
+            self.reduced_chi2 = float(np.sum((resid[ok] / s[ok]) ** 2) / self.dof)
+
+    def _design(self, x):
+        from numpy.polynomial import legendre
+
+        return legendre.legvander2d(x[:, 0], x[:, 1], [self.degree, self.degree])
+
+    def __call__(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        return (self._design(x.reshape(-1, 2)) @ self.coef).reshape(*x.shape[:-1], -1)
+
+
+# ---------------------------------------------------------------------------- likelihood and posteriors
+
+def mock_likelihood(sample: int, r_model=BIN_CENTRES):
+    """TNG300Likelihood of `sample` (omega, default cuts), set up for predictions at radii `r_model`."""
+    from iaemu_theory.likelihoods import TNG300Likelihood
+
+    like = TNG300Likelihood({"sample": int(sample), "statistics": ["omega"]})
+    like.setup(np.asarray(r_model, dtype=float))
+    return like
+
+
+def grid_posterior(like, omega_at, n_fine: int = 201):
+    """Posterior on an n_fine^2 grid over [-1, 1]^2 (uniform priors): returns (x, logpost (n, n))."""
+    x = np.linspace(-1.0, 1.0, n_fine)
+    pts = np.stack(np.meshgrid(x, x, indexing="ij"), axis=-1).reshape(-1, 2)
+    omega = omega_at(pts)
+    lp = np.array([like.loglike_from_predictions({"omega": w}) for w in omega])
+    return x, lp.reshape(n_fine, n_fine)
+
+
+def posterior_moments(x: np.ndarray, logpost: np.ndarray) -> dict:
+    """Means, stds and central 68% intervals of both parameters from a grid posterior."""
+    p = np.exp(logpost - np.max(logpost))
+    p /= p.sum()
+    out = {}
+    for k, name in enumerate(("mu_cen", "mu_sat")):
+        marg = p.sum(axis=1 - k)
+        mean = float((marg * x).sum())
+        std = float(np.sqrt((marg * (x - mean) ** 2).sum()))
+        cdf = np.cumsum(marg)
+        lo, hi = np.interp([0.16, 0.84], cdf, x)
+        out[name] = {"mean": mean, "std": std, "lo68": float(lo), "hi68": float(hi)}
+    return out
+
+
+def emulator_mcmc(artifact: str | None, sample: int, seed: int, max_samples: int = 10**7,
+                  rminus1: float = 0.01) -> dict:
+    """Cobaya mcmc of the emulator posterior (IAEmu + TNG300Likelihood): means, stds (first 30% dropped),
+    the number of likelihood calls, and wall times of initialisation and of sampling."""
+    from cobaya.model import get_model
+    from cobaya.sampler import get_sampler
+
+    info = {"theory": {"iaemu_theory.IAEmu": {"artifact": artifact}},
+            "likelihood": {"tng300": {"class": "iaemu_theory.TNG300Likelihood", "sample": int(sample),
+                                      "statistics": ["omega"]}}}
+    sampler_info = {"mcmc": {"Rminus1_stop": rminus1, "Rminus1_cl_stop": 0.2, "max_tries": 10000,
+                             "max_samples": int(max_samples), "seed": int(seed)}}
+    t0 = time.perf_counter()
+    model = get_model(info)
+    sampler = get_sampler(sampler_info, model)
+    t1 = time.perf_counter()
+    sampler.run()
+    t2 = time.perf_counter()
+    s = sampler.products()["sample"]
+    burn = s.skip_samples(0.3, inplace=False)
+    w = burn["weight"].to_numpy(dtype=float)
+    out = {"wall_s": t2 - t0, "init_s": t1 - t0, "sampling_s": t2 - t1,
+           "likelihood_calls": int(round(float(s["weight"].sum()))), "accepted": int(len(s)),
+           "converged": bool(getattr(sampler, "converged", False))}
+    for name in ("mu_cen", "mu_sat"):
+        v = burn[name].to_numpy(dtype=float)
+        mean = float(np.average(v, weights=w))
+        out[name] = {"mean": mean, "std": float(np.sqrt(np.average((v - mean) ** 2, weights=w)))}
+    return out
+
+
+def compare(direct: dict, emulator: dict) -> dict:
+    """|emulator mean - direct mean| in units of the direct sigma, and of the two sigmas in quadrature."""
+    out = {}
+    for name in ("mu_cen", "mu_sat"):
+        d, e = direct[name], emulator[name]
+        diff = e["mean"] - d["mean"]
+        out[name] = {"difference": diff, "in_direct_sigma": abs(diff) / d["std"],
+                     "in_combined_sigma": abs(diff) / math.hypot(d["std"], e["std"]),
+                     "std_ratio": e["std"] / d["std"]}
+    return out
+
+
+# ---------------------------------------------------------------------------- figures and report
+
+def _posterior_figure(path_base: Path, x, lp_direct, lp_emu, mcmc, sample, labels):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def levels(lp):
+        p = np.exp(lp - lp.max())
+        flat = np.sort(p.ravel())[::-1]
+        cum = np.cumsum(flat) / flat.sum()
+        return sorted({float(flat[np.searchsorted(cum, q)]) for q in (0.954, 0.683)} | {float(p.max()) * 1.0001})
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    pd = np.exp(lp_direct - lp_direct.max())
+    ax.contourf(xx, yy, pd, levels=levels(lp_direct), colors=["#9ecae1", "#3182bd"], alpha=0.8)
+    ax.contour(xx, yy, np.exp(lp_emu - lp_emu.max()), levels=levels(lp_emu)[:-1], colors="#d6604d",
+               linewidths=1.6)
+    if mcmc is not None:
+        ax.errorbar(mcmc["mu_cen"]["mean"], mcmc["mu_sat"]["mean"], xerr=mcmc["mu_cen"]["std"],
+                    yerr=mcmc["mu_sat"]["std"], fmt="o", color="#b2182b", ms=4, label="emulator + Cobaya mcmc")
+    ax.plot([], [], color="#3182bd", lw=6, label=labels[0])
+    ax.plot([], [], color="#d6604d", lw=1.6, label=labels[1])
+    ax.set_xlabel(r"$\mu_{\rm cen}$")
+    ax.set_ylabel(r"$\mu_{\rm sat}$")
+    ax.set_title(f"TNG300 sample {sample}: 68% and 95% regions")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{path_base}.{ext}", dpi=150)
+    plt.close(fig)
+
+
+def _statistics_figure(path_base: Path, mock_stats, emu_at_mock, emu_at_emu, sample, point, emu_point):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from iaemu_theory.tng300 import load_tng300
+
+    r = np.asarray(BIN_CENTRES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(mock_stats, axis=0)
+        std = np.nanstd(mock_stats, axis=0, ddof=1)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    for k, (stat, ax) in enumerate(zip(STATISTICS, axes)):
+        scale = r if stat == "xi" else np.ones_like(r)
+        ax.fill_between(r, scale * (mean[k] - std[k]), scale * (mean[k] + std[k]), color="#9ecae1", alpha=0.7,
+                        label=f"halotools-IA ({mock_stats.shape[0]} real.), mean $\\pm$ 1 std")
+        ax.plot(r, scale * mean[k], color="#3182bd")
+        if emu_at_mock is not None:
+            e = emu_at_mock[stat][0]
+            es = np.sqrt(emu_at_mock[f"{stat}_aleatoric_var"][0])
+            ax.errorbar(r, scale * e, yerr=scale * es, fmt=".", color="#b2182b", ms=4, capsize=0,
+                        label="emulator, same point ($\\pm$ aleatoric)")
+        if emu_at_emu is not None:
+            ax.plot(r, scale * emu_at_emu[stat][0], "--", color="#d6604d", lw=1, label="emulator at its own mean")
+        d = load_tng300(sample, stat)
+        ds = d["r"] if stat == "xi" else np.ones_like(d["r"])
+        ax.errorbar(d["r"], ds * d["value"], yerr=ds * d["err"], fmt="s", mfc="none", color="k", ms=3,
+                    label=f"TNG300 sample {sample}")
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$r$ [Mpc/$h$]")
+        ax.set_ylabel(r"$r\,\xi(r)$" if stat == "xi" else {"omega": r"$\omega(r)$", "eta": r"$\eta(r)$"}[stat])
+        if stat == "xi":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"at the halotools-IA posterior mean mu_cen={point['mu_cen']:.3f}, mu_sat={point['mu_sat']:.3f}"
+                 + (f" (emulator's: {emu_point['mu_cen']:.3f}, {emu_point['mu_sat']:.3f})" if emu_point else ""),
+                 fontsize=9)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{path_base}.{ext}", dpi=150)
+    plt.close(fig)
+
+
+def _markdown(report: dict) -> str:
+    s = report["sample"]
+    d, e, g, c = (report["direct"]["posterior"], report["emulator"].get("mcmc"), report["emulator"]["grid"],
+                  report["comparison"])
+    lines = [f"## TNG300 sample {s}: emulator vs halotools-IA (generated by `iaemu-validate`)", "",
+             f"Catalog `{report['catalog']['id']}` (hash `{report['catalog']['hash'][:12]}`), artifact "
+             f"`{report['emulator']['artifact']}`; grid {report['direct']['grid']}x{report['direct']['grid']} nodes, "
+             f"{report['direct']['realisations']} realisations each, polynomial degree "
+             f"{report['direct']['degree']} (reduced chi2 of the fit vs node noise: "
+             f"{report['direct']['surrogate_reduced_chi2']:.2f}).", "",
+             "| parameter | halotools-IA (grid) | emulator (mcmc) | emulator (grid) | difference / sigma_direct |"
+             " std ratio |", "|---|---|---|---|---|---|"]
+    for name in ("mu_cen", "mu_sat"):
+        em = f"{e[name]['mean']:.4f} ± {e[name]['std']:.4f}" if e else "n/a"
+        lines.append(f"| {name} | {d[name]['mean']:.4f} ± {d[name]['std']:.4f} | {em} | "
+                     f"{g[name]['mean']:.4f} ± {g[name]['std']:.4f} | {c[name]['in_direct_sigma']:.2f} | "
+                     f"{c[name]['std_ratio']:.2f} |")
+    t = report["timing"]
+    lines += ["", "| wall time | value |", "|---|---|",
+              f"| one halotools-IA likelihood call ({report['direct']['realisations']} realisations, mean over "
+              f"nodes, 1 process) | {t['mock_node_s']:.2f} s |",
+              f"| halotools-IA grid, all nodes (sum over processes) | {t['mock_grid_cpu_s']:.1f} s |",
+              f"| halotools-IA grid, wall with {t['workers']} worker(s) in this run | {t['mock_grid_wall_s']:.1f} s |"]
+    if e:
+        lines += [f"| emulator + Cobaya mcmc, sampling ({e['likelihood_calls']} posterior evaluations, converged: "
+                  f"{e['converged']}) | {e['sampling_s']:.1f} s |",
+                  f"| emulator + Cobaya mcmc, including initialisation | {e['wall_s']:.1f} s |",
+                  f"| halotools-IA + Cobaya mcmc, ESTIMATE: {e['likelihood_calls']} calls x one call | "
+                  f"{t['mock_mcmc_estimate_s']:.3g} s ({t['mock_mcmc_estimate_s'] / 3600:.3g} h) |",
+                  f"| speed-up, emulator mcmc vs halotools-IA grid (node-seconds) | {t['speedup_vs_grid']:.3g} x |",
+                  f"| speed-up, emulator mcmc vs estimated halotools-IA mcmc | {t['speedup_vs_mcmc_estimate']:.3g} x |"]
+    lines += ["", f"Figures: `{report['figures']['posterior']}.png`, `{report['figures']['statistics']}.png`.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- command
+
+def _parser():
+    p = argparse.ArgumentParser(prog="iaemu-validate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sample", type=int, default=1, choices=(1, 2, 3), help="TNG300 sample (default 1)")
+    p.add_argument("--catalog", default="default",
+                   help="halo catalog: the one the emulator was trained on (default 'default'), 'toy', or a path")
+    p.add_argument("--artifact", default=None, help="emulator artifact (default: $IAEMU_ARTIFACT or the shipped one)")
+    p.add_argument("--grid", type=int, default=9, help="nodes per axis of the (mu_cen, mu_sat) grid (default 9)")
+    p.add_argument("--realisations", type=int, default=DEFAULT_REALISATIONS,
+                   help=f"full mock realisations per node (default {DEFAULT_REALISATIONS})")
+    p.add_argument("--degree", type=int, default=None,
+                   help="polynomial degree per parameter of the surrogate (default min(5, grid - 2))")
+    p.add_argument("--fine", type=int, default=201, help="fine-grid points per axis for the posteriors (default 201)")
+    p.add_argument("--workers", type=int, default=1, help="mock processes (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="numba threads per mock process (default: 1 with several workers, numba's default otherwise)")
+    p.add_argument("--seed", type=int, default=0, help="master seed of the mocks and of mcmc (default 0)")
+    p.add_argument("--mcmc-max-samples", type=int, default=10**7,
+                   help="cap on accepted mcmc steps (default: run to R-1 < 0.01)")
+    p.add_argument("--rminus1", type=float, default=0.01, help="mcmc convergence R-1 (default 0.01)")
+    p.add_argument("--work", default=None,
+                   help="checkpoint folder of the mock nodes (default: validation_work/sample<S>-<catalog>-g<G>-r<R>-s<seed>)")
+    p.add_argument("--out", default="docs", help="folder of the report (JSON, markdown) and figures (default docs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    for name in ("grid", "realisations", "workers", "fine"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name} {getattr(args, name)}: must be a positive integer")
+    degree = args.degree if args.degree is not None else min(5, args.grid - 2)
+    if not 1 <= degree <= args.grid - 1:
+        raise SystemExit(f"--degree {degree}: must lie in [1, grid - 1 = {args.grid - 1}]")
+
+    from iaemu_theory.emulator import Emulator
+    from iaemu_theory.theory import resolve_artifact
+    from iaemu_theory.tng300 import TNG300_HOD
+    from training.catalogs import load_catalog
+
+    artifact = resolve_artifact(args.artifact)
+    try:
+        emu = Emulator.load(artifact, device="cpu", dtype="float64")
+    except FileNotFoundError as err:
+        raise SystemExit(f"iaemu-validate: {err}") from None
+    if not np.allclose(emu.r, BIN_CENTRES):
+        raise SystemExit(f"the emulator's bins {emu.r} differ from the mocks' {BIN_CENTRES}")
+    t_cat = time.perf_counter()
+    catalog = load_catalog(args.catalog)
+    print(f"catalog {catalog.catalog_id} loaded in {time.perf_counter() - t_cat:.1f} s", flush=True)
+    hod = dict(TNG300_HOD[args.sample])
+    point = lambda mc, ms: {"mu_cen": float(mc), "mu_sat": float(ms), **hod}  # noqa: E731
+    if not emu.domain.contains(point(0.0, 0.0))[0]:
+        raise SystemExit(f"TNG300 sample {args.sample}'s HOD {hod} lies outside the emulator's training domain")
+
+    out = Path(args.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    cat_tag = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(catalog.catalog_id))
+    work = Path(args.work or f"validation_work/sample{args.sample}-{cat_tag}-g{args.grid}-r{args.realisations}"
+                             f"-s{args.seed}")
+
+    # 1. the grid of halotools-IA mocks
+    nodes = node_grid(args.grid)
+    tasks = {(i, j): (point(*nodes[i, j]), node_seed(args.seed, args.sample, i, j))
+             for i in range(args.grid) for j in range(args.grid)}
+    t0 = time.perf_counter()
+    results = run_grid(catalog, args.catalog, tasks, work, args.realisations, workers=args.workers,
+                       threads=args.threads, progress=not args.no_progress)
+    grid_wall = time.perf_counter() - t0
+    omega_idx = STATISTICS.index("omega")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.array([[np.nanmean(results[(i, j)][0][:, omega_idx], axis=0) for j in range(args.grid)]
+                          for i in range(args.grid)])
+        noise = np.array([[np.nanstd(results[(i, j)][0][:, omega_idx], axis=0, ddof=1)
+                           / np.sqrt(args.realisations) for j in range(args.grid)] for i in range(args.grid)])
+    node_walls = np.array([results[k][2] for k in tasks])
+    n_gal = np.array([np.mean(results[k][1]) for k in tasks])
+    try:
+        surface = PolynomialSurface(nodes.reshape(-1, 2), means.reshape(-1, BIN_CENTRES.size), degree,
+                                    sigma=noise.reshape(-1, BIN_CENTRES.size) if args.realisations > 1 else None)
+    except ValueError as err:
+        raise SystemExit(f"iaemu-validate: {err}") from None
+
+    # 2. posteriors on the fine grid: direct (surrogate of the mocks) and emulator
+    like = mock_likelihood(args.sample, emu.r)
+    x, lp_direct = grid_posterior(like, surface, args.fine)
+    direct = posterior_moments(x, lp_direct)
+
+    def emu_omega(pts):
+        full = np.column_stack([pts, np.tile([hod[n] for n in emu.param_names[2:]], (len(pts), 1))])
+        return emu.predict(full, statistics=["omega"])["omega"]
+
+    _, lp_emu = grid_posterior(like, emu_omega, args.fine)
+    emu_grid = posterior_moments(x, lp_emu)
+    print("running Cobaya mcmc on the emulator posterior ...", flush=True)
+    mcmc = emulator_mcmc(artifact, args.sample, args.seed, args.mcmc_max_samples, args.rminus1)
+    comparison = compare(direct, mcmc)
+
+    # 3. a fresh mock at the direct posterior mean, for the statistics figure
+    mean_point = point(direct["mu_cen"]["mean"], direct["mu_sat"]["mean"])
+    at_mean = run_grid(catalog, args.catalog, {"at_mean": (mean_point, node_seed(args.seed, args.sample, 2**31, 0))},
+                       work, args.realisations, workers=1, threads=args.threads, progress=False)["at_mean"]
+    emu_at_mock = emu.predict(mean_point)
+    emu_at_emu = emu.predict(point(mcmc["mu_cen"]["mean"], mcmc["mu_sat"]["mean"]))
+
+    node_s = float(np.mean(node_walls))
+    timing = {"mock_node_s": node_s, "mock_grid_cpu_s": float(node_walls.sum()), "mock_grid_wall_s": grid_wall,
+              "workers": args.workers, "emulator_mcmc_s": mcmc["wall_s"],
+              "mock_mcmc_estimate_s": node_s * mcmc["likelihood_calls"],
+              "speedup_vs_grid": float(node_walls.sum()) / mcmc["wall_s"],
+              "speedup_vs_mcmc_estimate": node_s * mcmc["likelihood_calls"] / mcmc["wall_s"]}
+    base = f"validation_sample{args.sample}"
+    figures = {"posterior": f"figures/{base}_posterior", "statistics": f"figures/{base}_statistics"}
+    _posterior_figure(out / figures["posterior"], x, lp_direct, lp_emu, mcmc, args.sample,
+                      ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"))
+    _statistics_figure(out / figures["statistics"], at_mean[0], emu_at_mock, emu_at_emu, args.sample,
+                       mean_point, {n: mcmc[n]["mean"] for n in ("mu_cen", "mu_sat")})
+    report = {
+        "sample": args.sample, "hod": hod,
+        "catalog": {"id": str(catalog.catalog_id), "hash": str(getattr(catalog, "catalog_hash", "")),
+                    "name": args.catalog},
+        "direct": {"grid": args.grid, "realisations": args.realisations, "degree": degree, "seed": args.seed,
+                   "surrogate_reduced_chi2": surface.reduced_chi2 if surface.reduced_chi2 is not None else float("nan"),
+                   "mean_galaxies": float(n_gal.mean()), "posterior": direct, "work": str(work)},
+        "emulator": {"artifact": artifact or "(shipped default)", "mcmc": mcmc, "grid": emu_grid},
+        "comparison": comparison, "timing": timing, "figures": figures,
+        "data": {"r": like.blocks[0][1].tolist(), "omega": like.data_vector.tolist(),
+                 "err": np.sqrt(np.diag(like.cov_data)).tolist()},
+    }
+    (out / f"{base}.json").write_text(json.dumps(report, indent=1, default=float))
+    (out / f"{base}.md").write_text(_markdown(report))
+    print(_markdown(report))
+    worst = max(comparison[n]["in_direct_sigma"] for n in ("mu_cen", "mu_sat"))
+    print(f"largest difference: {worst:.2f} sigma ({'within' if worst < 1 else 'NOT within'} the 1-sigma target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
