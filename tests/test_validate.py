@@ -78,3 +78,19 @@ def test_validate_on_the_toy_catalog_writes_report_and_resumes(tmp_path, capsys)
 
     with pytest.raises(ValueError, match="other settings"):
         main([*argv[:argv.index("--realisations") + 1], "3", *argv[argv.index("--realisations") + 2:]])
+
+
+def test_benchmark_runs_on_the_toy_catalog(tmp_path):
+    """iaemu-benchmark (forward part) on the toy catalog with a tiny artifact writes its table and numbers."""
+    from training.benchmark import main as benchmark_main
+
+    artifact = make_random_artifact(tmp_path / "tiny.pt", tiny=True)
+    out = tmp_path / "benchmark.md"
+    assert benchmark_main(["--catalog", "toy", "--artifact", str(artifact), "--mock-points", "1", "--realisations",
+                           "2", "--batch-sizes", "1,10", "--no-inverse", "--no-gpu", "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert set(res["emulator_cpu"]) == {"1", "10"}
+    assert res["mocks"]["per_point_fused_s"] > 0 and res["mocks"]["per_point_halotools_s"] > 0
+    assert res["mocks"]["max_rel_difference_fused_vs_halotools"] < 1e-6     # same galaxies, same statistics
+    text = out.read_text()
+    assert "halotools tpcf/ed_3d/ee_3d" in text and "UNTRAINED" in text
