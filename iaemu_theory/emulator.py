@@ -239,12 +239,15 @@ class Emulator:
         """Reference path through the plain network (no BatchNorm folding); for tests and benchmarks."""
         statistics = self._statistics(statistics)
         p = self.params_array(params)
+        parts = []
         with torch.inference_mode():
             x = torch.from_numpy(p).to(device=self.device, dtype=self.dtype)
             self.network.eval()
-            pred = self.network((x - self._in_mean) / self._in_std, statistics)
-            out = {}
-            for s in statistics:
-                value, var = self._back_transform(s, *pred[s])
-                out[s], out[f"{s}_aleatoric_var"] = value, var
-            return {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
+            for i in range(0, x.shape[0], self.max_rows):
+                pred = self.network((x[i:i + self.max_rows] - self._in_mean) / self._in_std, statistics)
+                out = {}
+                for s in statistics:
+                    value, var = self._back_transform(s, *pred[s])
+                    out[s], out[f"{s}_aleatoric_var"] = value, var
+                parts.append(out)
+            return {k: torch.cat([o[k] for o in parts]).to("cpu", torch.float64).numpy() for k in parts[0]}
