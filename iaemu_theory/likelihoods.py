@@ -377,7 +377,7 @@ class _IALikelihood(Likelihood):
         res = torch.as_tensor(self.data_vector, dtype=torch.float64) - model_vec
         if not self._variable_cov:
             prec = torch.as_tensor(self.precision_data, dtype=torch.float64)
-            chi2 = torch.einsum("ni,ij,nj->n", res, prec, res)
+            chi2 = ((res @ prec) * res).sum(-1)
             logdet = torch.zeros_like(chi2)
         else:
             cov = torch.as_tensor(self.cov_data, dtype=torch.float64).expand(x.shape[0], *self.cov_data.shape).clone()
