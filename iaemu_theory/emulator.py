@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -162,8 +162,9 @@ class Emulator:
     def _epistemic(self, x, statistics, values, mc_passes, seed):
         """Variance over MC-dropout passes of the back-transformed mean, one batched forward per chunk."""
         n = x.shape[0]
-        rng = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []) \
-            if seed is not None else contextlib.nullcontext()
+        cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        rng = torch.random.fork_rng(devices=cuda) if seed is not None else contextlib.nullcontext()
         out = {s: [] for s in statistics}
         chunk = max(1, self.max_rows // mc_passes)
         with rng:
