@@ -1,6 +1,5 @@
 """The emulator core: artifact safety, input handling, back-transforms, MC dropout, gradients."""
 import json
-import pickle
 
 import numpy as np
 import pytest
@@ -292,3 +291,17 @@ def test_predict_torch_float64_gradient(tiny_path, points):
     assert torch.all(torch.isfinite(x.grad)) and torch.any(x.grad != 0)
     with pytest.raises(TypeError, match="torch.Tensor"):
         e.predict_torch(points)
+
+
+def test_random_artifact_options(tmp_path):
+    dom = Domain(logMmin_range=(12.0, 13.0))
+    path = make_random_artifact(tmp_path / "omega_only.pt", tiny=True, domain=dom, statistics=("omega",))
+    e = Emulator.load(path, device="cpu")
+    assert e.domain.logMmin_range == (12.0, 13.0)
+    assert e.statistics == ("omega",)
+    out = e.predict(dom.from_unit(np.full((2, 7), 0.5)), mc_passes=3, seed=0)
+    assert set(out) == {"omega", "omega_aleatoric_var", "omega_epistemic_var"}
+    with pytest.raises(ValueError, match="subset of \\['omega'\\]"):
+        e.predict(dom.from_unit(np.full((1, 7), 0.5)), statistics="xi")
+    t = e.predict_torch(torch.tensor(dom.from_unit(np.full((2, 7), 0.5))), mc_passes=3, seed=0)
+    np.testing.assert_allclose(t["omega_epistemic_var"].numpy(), out["omega_epistemic_var"], rtol=1e-5)
