@@ -365,6 +365,10 @@ def test_stored_design_wins_over_recomputed_one(tmp_path, capsys):
     assert "continuing with the stored design" in capsys.readouterr().out
     assert final.attrs["complete"] and final.params[pending, 0] == 0.123456
     np.testing.assert_array_equal(final.params, ds.params)
+    # the parts of that run alone (what a device slice brings back) keep the stored points too
+    delta = dsmod.merge([gen.PartsStore(out).dir], tmp_path / "delta.h5")
+    assert delta.params[pending, 0] == 0.123456 and np.sum(delta.status != STATUS_PENDING) == 8
+    dsmod.merge([tmp_path / "delta.h5", out], tmp_path / "joined.h5")
 
 
 def test_more_sobol_points_extend_a_dataset(tmp_path, reference, capsys):

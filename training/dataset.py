@@ -162,6 +162,9 @@ def merge(parts_or_files, out) -> Dataset:
         domain = Domain.from_dict(config["domain"])
         design = realistic_design(config["n_points"], config["master_seed"], domain, config["design_method"])
         design = settled_design(design, stored_design)
+        if stored_design is None:  # parts folders only: each part carries the point it measured
+            for i, part in parts.items():
+                design[i] = part["params"]
     attrs = dataset_attrs(config, command or "")
     attrs["merged_from"] = json.dumps([str(p) for p in inputs])
     ds = assemble(config, design, parts, attrs)
@@ -171,7 +174,7 @@ def merge(parts_or_files, out) -> Dataset:
 
 def _same_result(a: dict, b: dict) -> bool:
     return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=k == "stats")
-               for k in ("stats", "n_galaxies", "seeds")) and int(a["status"]) == int(b["status"])
+               for k in ("params", "stats", "n_galaxies", "seeds")) and int(a["status"]) == int(b["status"])
 
 
 def summary_text(ds: Dataset, **clean_kwargs) -> str:
