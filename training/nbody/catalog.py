@@ -102,7 +102,7 @@ def matter_diagnostics(preset: Preset, pos: np.ndarray) -> dict:
     dk = density_contrast_k(pos, nx, L)
     rbins = np.geomspace(1.0, 40.0, 25)
     r, xi = correlation_from_mesh(dk, nx, L, rbins, window2=cic_window2(nx))
-    return {"pk_k": k, "pk_p": p, "pk_nmodes": nmodes, "xi_mm_r": r, "xi_mm": xi, "xi_mm_mesh": np.int64(nx)}
+    return {"pk_k": k, "pk_p": p, "pk_nmodes": nmodes, "pk_kbins": kbins, "xi_mm_r": r, "xi_mm": xi, "xi_mm_mesh": np.int64(nx)}
 
 
 def _quantise_unit(v: np.ndarray) -> np.ndarray:

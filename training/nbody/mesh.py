@@ -219,3 +219,36 @@ def correlation_from_mesh(field_k: np.ndarray, n: int, boxsize: float, rbins: np
     rs = np.bincount(idx[ok], weights=r.ravel()[ok], minlength=nb)
     with np.errstate(invalid="ignore", divide="ignore"):
         return rs / cnt, s / cnt
+
+
+@njit(cache=True)
+def _bin_model(n, nz, boxsize, kbins, lnk_tab, lnp_tab, psum, counts):
+    kf = 2.0 * np.pi / boxsize
+    nb = len(kbins) - 1
+    for i in range(n):
+        fi = i if i <= n // 2 else i - n
+        for j in range(n):
+            fj = j if j <= n // 2 else j - n
+            for l in range(nz):
+                kmag = kf * np.sqrt(fi * fi + fj * fj + l * l)
+                idx = np.searchsorted(kbins, kmag, side="right") - 1
+                if idx < 0 or idx >= nb:
+                    continue
+                w = 1.0 if (l == 0 or (n % 2 == 0 and l == nz - 1)) else 2.0
+                psum[idx] += w * np.exp(np.interp(np.log(kmag), lnk_tab, lnp_tab))
+                counts[idx] += w
+
+
+def mode_averaged_power(power_fn, n: int, boxsize: float, kbins: np.ndarray) -> np.ndarray:
+    """A model P(k) averaged over the same Fourier modes (and weights) as `binned_power` uses.
+
+    Comparing a binned measurement with the model at the bin's mean k is biased by the curvature of P(k)
+    (about 1.5% for P ~ k^-2.5 in bins of 0.2 in ln k); this average is not.
+    """
+    kt = np.geomspace(2 * np.pi / boxsize * 0.5, np.pi * n / boxsize * np.sqrt(3) * 1.01, 2000)
+    nb = len(kbins) - 1
+    psum, counts = np.zeros(nb), np.zeros(nb)
+    _bin_model(int(n), int(n) // 2 + 1, float(boxsize), np.asarray(kbins, dtype=np.float64), np.log(kt),
+               np.log(np.asarray(power_fn(kt), dtype=np.float64)), psum, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return psum / counts

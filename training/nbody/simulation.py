@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cosmology
-from .mesh import binned_power, cic_window2, density_contrast_k, pm_accelerations
+from .mesh import binned_power, cic_window2, density_contrast_k, mode_averaged_power, pm_accelerations
 from ._compat import import_jax_stack
 
 
@@ -120,8 +120,9 @@ def ic_power_check(preset: Preset, pos: np.ndarray, delta_lin: np.ndarray) -> di
     dk = density_contrast_k(pos, n_m, L)
     kI, pI, nI = binned_power(dk, n_m, L, kbins, window2=cic_window2(n_m))
     del dk
+    p_col = mode_averaged_power(cosmology.linear_power, n_m, L, kbins) * d2
     return {
-        "k": kI, "p_ic": pI, "p_lin_field": pL * d2, "p_colossus": cosmology.linear_power(kI) * d2,
+        "k": kI, "p_ic": pI, "p_lin_field": pL * d2, "p_colossus": p_col,
         "n_modes": nI, "k_nyquist_particles": knyq, "a_init": preset.a_init,
     }
 

@@ -15,10 +15,12 @@ import numpy as np
 
 from . import cosmology
 from .catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics
-from .mesh import cic_paint, correlation_from_mesh
+from .mesh import cic_paint, correlation_from_mesh, mode_averaged_power
 from .simulation import get_preset
 
 BIAS_RANGE = (5.0, 20.0)
+#: Largest k [h/Mpc] of the IC comparison's "linear" range (Delta^2(k) D(a_i)^2 < ~1% there).
+LINEAR_K = 0.5
 REALISM_RANGE = (0.3, 14.0)
 MASS_BIN_EDGES = (11.5, 12.0, 12.5, 13.0, 13.5, 15.5)
 
@@ -30,6 +32,20 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def mode_averaged_models(diag: dict, preset) -> dict:
+    """Colossus (IC) and halofit (z = 0) power averaged over the measurement's Fourier modes (rebinned here, so
+    catalogs whose diagnostics hold the model at the bin centres are compared without the binning bias)."""
+    pr = get_preset(preset)
+    L, n = pr.boxsize, pr.n_mesh
+    d2 = cosmology.growth_tables([pr.a_init])["D"][0] ** 2
+    ic_bins = np.geomspace(2 * np.pi / L, np.pi * pr.n_particles / L, 25)
+    pk_bins = np.geomspace(2 * np.pi / L, np.pi * n / L, 40)
+    out = dict(diag)
+    out["ic_p_colossus"] = mode_averaged_power(cosmology.linear_power, n, L, ic_bins) * d2
+    out["pk_halofit"] = mode_averaged_power(cosmology.halofit_power, n, L, pk_bins)
+    return out
 
 
 def ic_power(diag: dict) -> dict:
@@ -51,6 +67,13 @@ def ic_power(diag: dict) -> dict:
         "ic_vs_colossus_k_range_well_sampled": [float(k[ok][well].min()), float(k[ok][well].max())] if well.any() else [],
         "lpt_vs_field_weighted": float(np.sum(w * diag["ic_p_ic"][ok]) / np.sum(w * diag["ic_p_lin_field"][ok])),
         "lpt_vs_field_max_dev": float(np.max(np.abs(lpt - 1))),
+        # on large scales (k <= LINEAR_K) the z = 9 particles are linear to better than ~1%
+        "ic_vs_colossus_weighted_linear_k": float(np.sum((w * ic)[k[ok] <= LINEAR_K]) / np.sum(w[k[ok] <= LINEAR_K])),
+        "ic_vs_colossus_expected_sigma_linear_k": float(np.sqrt(2.0 / np.sum(w[k[ok] <= LINEAR_K]))),
+        "lpt_vs_field_weighted_linear_k": float(np.sum((w * diag["ic_p_ic"][ok])[k[ok] <= LINEAR_K])
+                                                / np.sum((w * diag["ic_p_lin_field"][ok])[k[ok] <= LINEAR_K])),
+        "lpt_vs_field_max_dev_linear_k": float(np.max(np.abs(lpt[k[ok] <= LINEAR_K] - 1))),
+        "linear_k": LINEAR_K,
     }
 
 
@@ -59,7 +82,7 @@ def plot_ic_power(diag, path):
     k, n = diag["ic_k"], diag["ic_n_modes"]
     ok = n > 0
     fig, ax = plt.subplots(2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    ax[0].loglog(k[ok], diag["ic_p_colossus"][ok], "k-", label="colossus linear x D(a_i)^2")
+    ax[0].loglog(k[ok], diag["ic_p_colossus"][ok], "k-", label="colossus linear x D(a_i)^2, mode-averaged")
     ax[0].loglog(k[ok], diag["ic_p_lin_field"][ok], "C0.", label="realised linear field x D^2")
     ax[0].loglog(k[ok], diag["ic_p_ic"][ok], "C1x", label="2LPT particles (CIC, deconvolved)")
     ax[0].set_ylabel("P(k) [(Mpc/h)^3]")
@@ -80,12 +103,16 @@ def plot_ic_power(diag, path):
 def matter_power(diag: dict) -> dict:
     k, p = diag["pk_k"], diag["pk_p"]
     ok = np.isfinite(p) & (diag["pk_nmodes"] > 0)
-    hf = cosmology.halofit_power(k[ok])
+    hf = diag["pk_halofit"][ok]
     ratio = p[ok] / hf
+    sigma = np.sqrt(2.0 / diag["pk_nmodes"][ok])
     out = {}
     for kk in (0.1, 0.2, 0.5, 1.0, 2.0, 4.0):
         if k[ok].min() <= kk <= k[ok].max():
             out[f"ratio_at_k{kk:g}"] = float(np.interp(np.log(kk), np.log(k[ok]), ratio))
+            out[f"cosmic_variance_at_k{kk:g}"] = float(np.interp(np.log(kk), np.log(k[ok]), sigma))
+    mid = (k[ok] >= 0.3) & (k[ok] <= 1.0)
+    out["ratio_weighted_0.3_1"] = float(np.sum(diag["pk_nmodes"][ok][mid] * ratio[mid]) / np.sum(diag["pk_nmodes"][ok][mid]))
     return out
 
 
@@ -93,9 +120,9 @@ def plot_matter_power(diag, path):
     plt = _plt()
     k, p = diag["pk_k"], diag["pk_p"]
     ok = np.isfinite(p) & (diag["pk_nmodes"] > 0)
-    hf = cosmology.halofit_power(k[ok])
+    hf = diag["pk_halofit"][ok]
     fig, ax = plt.subplots(2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    ax[0].loglog(k[ok], hf, "k-", label="halofit (jax_cosmo, Takahashi+12)")
+    ax[0].loglog(k[ok], hf, "k-", label="halofit (jax_cosmo, Takahashi+12), mode-averaged")
     ax[0].loglog(k[ok], cosmology.linear_power(k[ok]), "k:", label="linear")
     ax[0].loglog(k[ok], p[ok], "C0.", label="PM, z = 0")
     ax[0].set_ylabel("P(k) [(Mpc/h)^3]")
@@ -348,7 +375,7 @@ def validate(preset="default", seed=None, out_dir="docs", cache_dir=None, realis
     if path is None:
         path = build_catalog(preset, seed, cache_dir=cache_dir)
     cols, meta = load_catalog_file(path)
-    diag = read_diagnostics(path)
+    diag = mode_averaged_models(read_diagnostics(path), preset)
     out_dir = Path(out_dir)
     figdir = out_dir / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -463,19 +490,26 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         f"- 2LPT particles at z = 9 / D^2 x realised field (same modes, no cosmic variance): mode-weighted "
         f"**{_f(ic['lpt_vs_field_weighted'], 4)}**, largest bin deviation {_f(ic['lpt_vs_field_max_dev'], 3)} "
         "(the particle density at z = 9 already carries the non-linear terms of the LPT mapping on the smallest scales).",
-        f"- Particles / colossus in bins with cosmic variance < 1% (k in {ic['ic_vs_colossus_k_range_well_sampled']}): "
-        f"largest deviation **{_f(ic['ic_vs_colossus_max_dev_well_sampled'], 4)}**.",
+        f"- 2LPT particles / (D^2 x colossus), mode-weighted over k <= {ic['linear_k']:g} h/Mpc: "
+        f"**{_f(ic['ic_vs_colossus_weighted_linear_k'], 4)}** (cosmic-variance sigma {_f(ic['ic_vs_colossus_expected_sigma_linear_k'], 4)}); "
+        f"particles / realised field there: {_f(ic['lpt_vs_field_weighted_linear_k'], 4)} (largest bin deviation "
+        f"{_f(ic['lpt_vs_field_max_dev_linear_k'], 3)}).",
+        f"- Particles / colossus in bins with cosmic variance < 1% (k in {[round(v, 2) for v in ic['ic_vs_colossus_k_range_well_sampled']]}): "
+        f"largest deviation {_f(ic['ic_vs_colossus_max_dev_well_sampled'], 4)}, from the non-linear LPT terms at high k.",
         "",
         "### z = 0 matter power vs halofit",
         "",
         "![P(k) z=0](figures/catalog_pk_z0.png)",
         "",
-        "| k [h/Mpc] | " + " | ".join(k.split("k")[-1] for k in pk) + " |",
-        "|---|" + "---|" * len(pk),
-        "| PM / halofit | " + " | ".join(_f(v) for v in pk.values()) + " |",
+        "| k [h/Mpc] | " + " | ".join(k.split("ratio_at_k")[-1] for k in pk if k.startswith("ratio_at")) + " |",
+        "|---|" + "---|" * sum(k.startswith("ratio_at") for k in pk),
+        "| PM / halofit | " + " | ".join(_f(v) for k, v in pk.items() if k.startswith("ratio_at")) + " |",
+        "| cosmic variance | " + " | ".join(_f(v) for k, v in pk.items() if k.startswith("cosmic")) + " |",
         "",
-        "The PM solver loses power below the mesh scale (cell "
-        f"{pr.boxsize / pr.n_mesh:.3f} Mpc/h): the expected PM deficit at k >~ 1 h/Mpc.",
+        f"Mode-weighted PM / halofit over 0.3 < k < 1 h/Mpc: **{_f(pk['ratio_weighted_0.3_1'])}**. The PM run is ~10%",
+        "below halofit in the quasi-linear range and falls further below the mesh scale (cell "
+        f"{pr.boxsize / pr.n_mesh:.3f} Mpc/h, comparable to R_vir of 10^12 Msun/h halos): PM halo cores are puffy,",
+        "so the one-halo power is low (halofit itself is good to ~5% here). The k <= 0.2 bins hold few modes.",
         "",
         "### Halo mass function vs Tinker08",
         "",
@@ -523,8 +557,9 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
     ha = res["halo_alignments"]
     L += [
         "",
-        "Small halos have few particles inside R_vir (noise rounds the shapes less than it elongates them);",
-        "N-body studies with resolved halos find median c/a ~ 0.5-0.65 and b/a ~ 0.7-0.8 at these masses.",
+        "These PM halos are rounder than halos of high-resolution N-body runs (median c/a ~ 0.5-0.65, b/a ~",
+        "0.7-0.8 at these masses): the force softening (one mesh cell, 0.22 Mpc/h) is comparable to R_vir of",
+        "10^12 Msun/h halos and rounds their inner parts, and the reduced tensor weights the inner particles.",
         "",
         "### Halo-halo shape correlations (M > 1e12)",
         "",
@@ -579,5 +614,31 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         for stat in ("xi", "omega", "eta"):
             L.append(f"| {stat} ours | " + " | ".join(_f(v, 4) for v in r[stat]["ours"]) + " |")
             L.append(f"| {stat} ref | " + " | ".join(_f(v, 4) for v in r[stat]["ref"]) + " |")
+    L += ["", "## Verdict against the targets of issue 6", ""]
+    L.append(f"- IC linear power vs colossus <= 2%: realised field {_f(ic['field_vs_colossus_weighted'], 4)}, "
+             f"particles (k <= {ic['linear_k']:g}) {_f(ic['ic_vs_colossus_weighted_linear_k'], 4)}: "
+             + ("met." if abs(ic['field_vs_colossus_weighted'] - 1) <= 0.02 and abs(ic['ic_vs_colossus_weighted_linear_k'] - 1) <= 0.02 else "NOT met."))
+    L.append(f"- Mass function vs Tinker08 <= 10% at >= 100 particles: {_f(mf['corrected_max_dev_100p'])} (by construction of the rank matching).")
+    worst = max(abs(e['ratio'] - 1) for e in res['bias']) if res['bias'] else float('nan')
+    L.append(f"- Halo bias vs Tinker10 <= 15% on 5-20 Mpc/h: worst bin {_f(worst)}: " + ("met." if worst <= 0.15 else "NOT met."))
+    L.append(f"- Halo-halo ed and ee positive at r < 5 Mpc/h: ed {ha['ed_all_positive_r_lt_5']}, ee {ha['ee_all_positive_r_lt_5']}.")
+    if "mocks" in res:
+        r = res["mocks"]["realism"]
+        xi_ok = r['xi']['median_abs_ratio_minus_1'] <= 0.15
+        om_ok = r['omega']['median_abs_dev_over_err'] <= 1.5
+        L.append(f"- Realism xi: median abs(xi/ref - 1) {_f(r['xi']['median_abs_ratio_minus_1'])} <= 0.15: " + ("met." if xi_ok else "NOT met."))
+        L.append(f"- Realism omega: median abs(omega - ref)/err {_f(r['omega']['median_abs_dev_over_err'], 2)} <= 1.5: " + ("met." if om_ok else "NOT met."))
+        low_xi = min(r['xi']['ratio_below_0.3']) if r['xi']['ratio_below_0.3'] else float('nan')
+        low_om = max(r['omega']['dev_over_err_below_0.3']) if r['omega']['dev_over_err_below_0.3'] else float('nan')
+        L.append(f"- No systematic deficit below 0.3 Mpc/h: xi/ref >= {_f(low_xi)} (" + ("no deficit" if low_xi >= 0.85 else "deficit")
+                 + f"); omega (ours - ref)/err <= {_f(low_om, 2)} (" + ("no deficit" if low_om >= -1.5 else "deficit") + ").")
+        L += [
+            "",
+            "Where the omega target is missed, the likely causes (hypotheses, not yet tested): below 1 Mpc/h omega is the central-satellite",
+            "signal, set by how elongated the satellite sites are along the central's axis; they follow the measured",
+            "(rounder than Rockstar's) PM halo shapes, so the one-halo omega is too low. Above ~1.5 Mpc/h omega is",
+            "too high: the reference errors are shape and occupation noise of one Bolshoi-Planck box, without cosmic",
+            "variance, and our 128 Mpc/h box has half Bolshoi-Planck's side; the issue's prototype saw the same excess.",
+        ]
     L += ["", f"All numbers: `{path.with_name('catalog_validation.json').name}` (written by the same command).", ""]
     path.write_text("\n".join(L))
