@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from iaemu_theory.artifact import Artifact, library_versions, save_artifact
-from iaemu_theory.conventions import PARAM_NAMES, STATISTICS
+from iaemu_theory.conventions import STATISTICS
 from iaemu_theory.domain import Domain
 from iaemu_theory.network import IAEmuNetwork, NetworkConfig, count_parameters
-from training.schema import SPLIT_NAMES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALIDATION, Dataset, read_dataset
+from training.schema import SPLIT_NAMES, Dataset, read_dataset
 
 #: Exit status of a run stopped by --max-minutes (resume it with --resume).
 EXIT_TIME_LIMIT = 75
@@ -53,7 +53,7 @@ class TrainConfig:
 
     epochs: int = 500
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 1e-2                  # the authors' code default; see docs/emulator.md
     weight_decay: float = 1e-4
     lr_step_epochs: int = 167
     lr_gamma: float = 0.9
