@@ -22,7 +22,6 @@ import pickle
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch

@@ -11,7 +11,7 @@ folds it exactly into the layers that consume it instead (inference fast path).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
