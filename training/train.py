@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ class TrainConfig:
     mse_weight: float = 0.7
     seed: int = 0
     network: str = "paper"
+    dropout: float = 0.2              # the paper's rate, in every layer
 
     def betas(self, epoch: int) -> dict:
         """beta per statistic at a (0-based) epoch."""
@@ -287,7 +288,7 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     np.random.seed(cfg.seed)
     if dev.type == "cuda":
         torch.cuda.manual_seed_all(cfg.seed)
-    net_cfg = NetworkConfig.named(cfg.network)
+    net_cfg = replace(NetworkConfig.named(cfg.network), dropout=cfg.dropout)
     net = IAEmuNetwork(net_cfg).to(dev)
     opt_kw = {"fused": True} if dev.type == "cuda" else {}
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
@@ -465,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--patience", type=int, default=d.patience, help="epochs without validation improvement")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout rate of every layer")
     p.add_argument("--summary", default=None, help="also write the run summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -482,7 +484,8 @@ def main(argv=None) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma, grad_clip=args.grad_clip,
                       warmup_epochs=args.warmup_epochs, beta=args.beta, val_every=args.val_every,
-                      patience=args.patience, seed=args.seed, network=args.config)
+                      patience=args.patience, seed=args.seed, network=args.config,
+                      dropout=args.dropout)
     try:
         summary = train(args.data, args.out, cfg, device=args.device, resume=args.resume,
                         max_minutes=args.max_minutes, checkpoint=args.checkpoint, plot=args.plot,
