@@ -139,7 +139,7 @@ def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: 
         else:
             import multiprocessing as mp
 
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+            ctx = mp.get_context("spawn")  # fork after JAX, numba or torch threads can deadlock
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                      initargs=(catalog_name, threads or 1)) as pool:
                 futures = {pool.submit(_measure_node, key, params, seed, realisations): meta
