@@ -137,3 +137,63 @@ def test_validate_writes_page(test_build, tmp_path):
         assert (tmp_path / "figures" / f"catalog_{name}.png").stat().st_size > 1000
     assert abs(res["ic_power"]["lpt_vs_field_weighted"] - 1) < 0.05
     assert res["shapes"]["all"]["n"] == res["catalog"]["n_hosts"]
+
+
+def test_catalog_names_and_model_versions(tmp_path):
+    from training.nbody import split_name
+    from training.nbody.catalog import catalog_id
+
+    assert split_name("default") == ("default", 1)
+    assert split_name("default-v2") == ("default", 2)
+    assert split_name("default", model=2) == ("default", 2)
+    assert catalog_id("default", 1, 2) == "iaemu-pm-default-s1-v2"
+    with pytest.raises(ValueError, match="unknown halo model version 7"):
+        split_name("default-v7")
+    with pytest.raises(FileNotFoundError, match="iaemu-catalog build --preset test-v2"):
+        load_catalog_columns("test-v2", seed=99, cache_dir=tmp_path, build_if_missing=False)
+
+
+def test_shape_estimators_on_an_ellipsoid():
+    from training.nbody.halos import group_shapes
+
+    rng = np.random.default_rng(4)
+    n = 20000
+    u = rng.normal(size=(n, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    # uniform in an ellipsoid of semi-axes (1, 0.7, 0.4), rotated, in a box around (50, 50, 50)
+    local = u * rng.random(n)[:, None] ** (1 / 3) * np.array([1.0, 0.7, 0.4])
+    rot, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    pos = 50.0 + local @ rot.T
+    args = (pos, np.arange(n), np.array([0]), np.array([n]), np.array([[50.0, 50.0, 50.0]]), np.array([1.0]), 100.0)
+    radius = (1.0 * 0.7 * 0.4) ** (1 / 3) * 1.2  # an ellipsoid of this volume holds (almost) the whole body
+    for reduced in (False, True):
+        axes, ratios = group_shapes(*args, radius, reduced, True)
+        assert np.allclose(ratios[0], [0.7, 0.4], atol=0.03)
+        assert abs(axes[0, :3] @ rot[:, 0]) > 0.99 and abs(axes[0, 3:] @ rot[:, 1]) > 0.99
+    # a sphere inside the body cuts the long axis: the non-iterative estimate is rounder
+    _, round_ratios = group_shapes(*args, 0.5, False, False)
+    assert round_ratios[0, 1] > 0.55
+
+
+def test_model_v2_shares_the_halos_of_v1(test_build):
+    cache, _ = test_build
+    c1, m1 = load_catalog_columns("test", seed=3, cache_dir=cache, build_if_missing=False)
+    c2, m2 = load_catalog_columns("test-v2", seed=3, cache_dir=cache)  # built from v1's saved particles
+    assert m2["catalog_id"] == "iaemu-pm-test-s3-v2" and m2["halo_model"] == 2
+    h1, h2 = c1["halo_upid"] == -1, c2["halo_upid"] == -1
+    assert h1.sum() == h2.sum()
+    for col in ("halo_x", "halo_mvir", "halo_rvir"):
+        assert np.array_equal(c1[col][h1], c2[col][h2])
+    a1 = np.stack([c1[f"halo_axisA_{c}"][h1] for c in "xyz"], axis=1)
+    a2 = np.stack([c2[f"halo_axisA_{c}"][h2] for c in "xyz"], axis=1)
+    assert np.mean(np.abs(np.sum(a1 * a2, axis=1)) < 0.99) > 0.2  # other axis estimator
+    assert np.median(c2["halo_c_to_a"][h2]) < np.median(c1["halo_c_to_a"][h1])  # iterative ratios: more elongated
+
+    def site_radius(c, h):
+        sub = ~h
+        idx = np.searchsorted(c["halo_id"][h], c["halo_hostid"][sub])
+        dx = np.stack([c[f"halo_{k}"][sub] - c[f"halo_{k}"][h][idx] for k in "xyz"], axis=1)
+        dx -= m1["Lbox"] * np.round(dx / m1["Lbox"])
+        return np.median(np.linalg.norm(dx, axis=1) / c["halo_rvir"][h][idx])
+
+    assert site_radius(c2, h2) > 1.1 * site_radius(c1, h1)  # c(M)/2: satellite sites less concentrated

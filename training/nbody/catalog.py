@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cosmology
-from .halos import find_halos, satellite_sites
+from .halos import MODELS, find_halos, get_model, satellite_sites
 from .mesh import binned_power, cic_window2, correlation_from_mesh, density_contrast_k
 from .simulation import Preset, get_preset, ic_power_check, initial_conditions, run_pm, _atomic_save
 
@@ -25,6 +25,8 @@ FORMAT_VERSION = 1
 #: Only the order matters (SubhaloPhaseSpace fills satellites in decreasing halo_mpeak).
 SITE_MASS_FRACTION = 0.05
 PACKAGED_DEFAULT = Path(__file__).resolve().parent.parent / "data" / "default_catalog.npz"
+#: Committed catalog files by halo model version (preset `default`, its default seed).
+PACKAGED = {1: PACKAGED_DEFAULT, 2: PACKAGED_DEFAULT.with_name("default_catalog_v2.npz")}
 
 COLUMNS = (
     "halo_axisA_x", "halo_axisA_y", "halo_axisA_z", "halo_upid", "halo_hostid", "halo_id", "halo_mpeak",
@@ -33,8 +35,23 @@ COLUMNS = (
 )
 
 
-def catalog_id(preset: str, seed: int) -> str:
-    return f"iaemu-pm-{preset}-s{int(seed)}-v{FORMAT_VERSION}"
+def split_name(name: str, model: int | None = None) -> tuple[str, int]:
+    """(preset, halo model version) of a catalog name: "default" -> ("default", 1), "default-v2" -> ("default", 2).
+    An explicit `model` overrides the suffix."""
+    base, sep, suffix = str(name).rpartition("-v")
+    if sep and suffix.isdigit():
+        name, version = base, int(suffix)
+    else:
+        version = 1
+    if model is not None:
+        version = int(model)
+    get_model(version)
+    return name, version
+
+
+def catalog_id(preset: str, seed: int, model: int = 1) -> str:
+    """Catalog name: preset, seed and halo model version (v1 = the original shapes and satellite profile)."""
+    return f"iaemu-pm-{preset}-s{int(seed)}-v{int(model)}"
 
 
 def cache_root(cache_dir=None) -> Path:
@@ -186,34 +203,39 @@ def read_diagnostics(path) -> dict:
         return {k[5:]: f[k] for k in f.files if k.startswith("diag_")}
 
 
-def build_catalog(preset: str = "default", seed: int | None = None, out=None, progress: bool = True, cache_dir=None) -> Path:
+def build_catalog(preset: str = "default", seed: int | None = None, out=None, progress: bool = True, cache_dir=None,
+                  model: int | None = None) -> Path:
     """Run the whole pipeline (ICs, PM, FoF, halo properties, satellite sites) and write the catalog file.
 
-    Checkpoints live in <cache>/build-<catalog_id>/ (PM state every few steps, the z = 0 particles);
-    a rerun of the same command resumes there. Returns the path of the written catalog.
+    `preset` may carry the halo model version ("default-v2"; else `model`, default 1). Checkpoints live in
+    <cache>/build-<catalog_id of model 1>/ (PM state every few steps, the z = 0 particles), shared by all
+    halo models; a rerun of the same command resumes there. Returns the path of the written catalog.
     """
+    preset, model = split_name(preset, model)
+    spec = get_model(model)
     pr = get_preset(preset)
     seed = pr.default_seed if seed is None else int(seed)
-    cid = catalog_id(preset, seed)
+    cid = catalog_id(preset, seed, model)
     root = cache_root(cache_dir)
     out = Path(out) if out is not None else root / f"{cid}.npz"
-    workdir = root / f"build-{cid}"
+    workdir = root / f"build-{catalog_id(preset, seed, 1)}"
     log = _log(progress)
     t_start = time.time()
     log(f"building {cid}: {pr.n_particles}^3 particles in {pr.boxsize} Mpc/h, mesh {pr.n_mesh}^3, {pr.n_steps} steps; work dir {workdir}")
     pos, mom, diag = simulate(pr, seed, workdir, progress=progress)
     diag.update(matter_diagnostics(pr, pos))
     t0 = time.time()
-    hosts = find_halos(pos, mom, pr, seed, progress=progress)
+    hosts = find_halos(pos, mom, pr, seed, progress=progress, model=model)
     log(f"{len(hosts['mvir'])} FoF halos with >= {pr.min_particles} particles ({time.time() - t0:.0f} s)")
     del pos, mom
-    sites = satellite_sites(hosts, pr.boxsize, seed)
+    sites = satellite_sites(hosts, pr.boxsize, seed, conc_factor=spec["conc_factor"])
     meta = {
         "catalog_id": cid, "preset": preset, "seed": seed, "version": FORMAT_VERSION, "Lbox": pr.boxsize,
         "particle_mass": pr.particle_mass, "redshift": 0.0, "cosmology": dict(cosmology.COSMOLOGY),
         "simulation": pr.to_dict(), "mass_definition": cosmology.MDEF,
         "mass_assignment": "Tinker08 abundance rank-matched to FoF particle number",
         "concentration_model": "diemer19 (colossus)", "build_seconds": None,
+        "halo_model": model, "halo_model_spec": dict(spec),
     }
     meta["build_seconds"] = round(time.time() - t_start, 1)
     arrays = encode(hosts, sites, meta, diag)
@@ -226,13 +248,14 @@ def build_catalog(preset: str = "default", seed: int | None = None, out=None, pr
     return out
 
 
-def catalog_path(preset: str = "default", seed: int | None = None, cache_dir=None) -> Path | None:
-    """Where the catalog is available: the packaged default file first, then the cache."""
+def catalog_path(preset: str = "default", seed: int | None = None, cache_dir=None, model: int | None = None) -> Path | None:
+    """Where the catalog is available: the packaged file first (default preset and seed), then the cache."""
+    preset, model = split_name(preset, model)
     pr = get_preset(preset)
     seed = pr.default_seed if seed is None else int(seed)
-    cid = catalog_id(preset, seed)
-    if preset == "default" and seed == pr.default_seed and PACKAGED_DEFAULT.exists():
-        return PACKAGED_DEFAULT
+    cid = catalog_id(preset, seed, model)
+    if preset == "default" and seed == pr.default_seed and model in PACKAGED and PACKAGED[model].exists():
+        return PACKAGED[model]
     p = cache_root(cache_dir) / f"{cid}.npz"
     return p if p.exists() else None
 
@@ -253,15 +276,19 @@ def load_catalog_file(path) -> tuple[dict, dict]:
     return cols, meta
 
 
-def load_catalog_columns(preset: str = "default", seed: int | None = None, cache_dir=None, build_if_missing: bool = True):
-    """(columns, meta) of a catalog: packaged default, else cached file, else built (if allowed)."""
-    path = catalog_path(preset, seed, cache_dir)
+def load_catalog_columns(preset: str = "default", seed: int | None = None, cache_dir=None, build_if_missing: bool = True,
+                         model: int | None = None):
+    """(columns, meta) of a catalog: packaged file, else cached file, else built (if allowed).
+    `preset` may name the halo model version: "default" (v1, the shipped emulator's catalog) or "default-v2"."""
+    preset, model = split_name(preset, model)
+    path = catalog_path(preset, seed, cache_dir, model)
     if path is None:
         pr = get_preset(preset)
-        cid = catalog_id(preset, pr.default_seed if seed is None else seed)
+        cid = catalog_id(preset, pr.default_seed if seed is None else seed, model)
         if not build_if_missing:
+            name = preset if model == 1 else f"{preset}-v{model}"
             raise FileNotFoundError(
-                f"catalog {cid} is not in {cache_root(cache_dir)}; build it with `iaemu-catalog build --preset {preset}"
+                f"catalog {cid} is not in {cache_root(cache_dir)}; build it with `iaemu-catalog build --preset {name}"
                 + (f" --seed {seed}`" if seed is not None else "`"))
-        path = build_catalog(preset, seed, progress=True, cache_dir=cache_dir)
+        path = build_catalog(preset, seed, progress=True, cache_dir=cache_dir, model=model)
     return load_catalog_file(path)

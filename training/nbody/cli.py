@@ -10,7 +10,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="iaemu-catalog", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="run ICs + PM + FoF and write the catalog file (resumes from checkpoints)")
-    b.add_argument("--preset", default="default")
+    b.add_argument("--preset", default="default", help="preset, optionally with a halo model version: default, default-v2")
     b.add_argument("--seed", type=int, default=None)
     b.add_argument("--out", default=None, help="output npz (default: the user cache directory)")
     b.add_argument("--cache-dir", default=None, help="cache/checkpoint directory (default $IAEMU_CACHE or ~/.cache/iaemu)")
@@ -21,11 +21,26 @@ def main(argv=None) -> int:
     v.add_argument("--cache-dir", default=None)
     v.add_argument("--realisations", type=int, default=10, help="mock realisations for the HOD comparisons")
     v.add_argument("--skip-mocks", action="store_true", help="skip the HOD-mock comparisons")
+    c = sub.add_parser("compare-models", help="realism of the default catalog's halo model versions v1 and v2 vs the "
+                       "Bolshoi-Planck reference mocks (section of docs/catalog.md)")
+    c.add_argument("--out", default="docs")
+    c.add_argument("--realisations", type=int, default=10)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
+    if args.command == "compare-models":
+        from .validate import compare_models
+
+        compare_models(args.out, realisations=args.realisations)
+        return 0
     from .simulation import PRESETS
 
-    if args.preset not in PRESETS:
+    from .catalog import split_name
+
+    try:
+        base, _ = split_name(args.preset)
+    except ValueError as err:
+        parser.error(str(err))
+    if base not in PRESETS:
         parser.error(f"unknown preset {args.preset!r}; expected one of {sorted(PRESETS)}")
     if args.command == "build":
         from .catalog import build_catalog

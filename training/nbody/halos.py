@@ -1,6 +1,11 @@
 """Halos from the z = 0 particles: friends-of-friends groups (kdcount), density-peak centres, mean
-velocities, Tinker08 rank-matched masses, R_vir, c(M), shapes from the reduced inertia tensor inside
-R_vir, and satellite sites ("subhalo" rows) drawn from a triaxial NFW along the measured axes.
+velocities, Tinker08 rank-matched masses, R_vir, c(M), shapes from inertia tensors of the members, and
+satellite sites ("subhalo" rows) drawn from a triaxial NFW along the measured axes.
+
+Two halo models (``MODELS``) share the same simulation and FoF groups and differ only in the shape
+estimators and the satellite profile: v1 (reduced tensor inside R_vir, NFW with c(M)) and v2 (non-reduced
+tensor inside R_vir/2 for the axis, Allgood et al. 2006 iterative ratios inside R_vir, NFW with c(M)/2),
+chosen by the measured realism test in docs/catalog.md.
 """
 from __future__ import annotations
 
@@ -137,6 +142,98 @@ def _group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, min_co
         out_ninside[g] = inside
 
 
+@njit(cache=True)
+def _ellipsoid_shapes(pos, members, offsets, lengths, centres, radius, boxsize, reduced, iterative, min_count,
+                      out_axes, out_ratios):
+    """Inertia-tensor shapes of the members inside an ellipsoid of the volume of the sphere `radius`:
+    plain sum(x x^T) (reduced=False) or reduced sum(x x^T / r_ell^2); with `iterative`, the ellipsoid is
+    reshaped to the measured axes until the ratios converge to 0.5% (Allgood et al. 2006), else a sphere.
+    At least the `min_count` (elliptically) nearest members are used."""
+    half = 0.5 * boxsize
+    for g in range(len(offsets)):
+        o = offsets[g]
+        n = lengths[g]
+        rel = np.empty((n, 3))
+        for i in range(n):
+            p = members[o + i]
+            for d in range(3):
+                x = pos[p, d] - centres[g, d]
+                if x > half:
+                    x -= boxsize
+                elif x < -half:
+                    x += boxsize
+                rel[i, d] = x
+        r2max = radius[g] ** 2
+        frame = np.eye(3)
+        q = 1.0
+        s = 1.0
+        for _ in range(50 if iterative else 1):
+            a2 = r2max / (q * s) ** (2.0 / 3.0)
+            rell = np.empty(n)
+            for i in range(n):
+                x0 = rel[i, 0] * frame[0, 2] + rel[i, 1] * frame[1, 2] + rel[i, 2] * frame[2, 2]
+                x1 = rel[i, 0] * frame[0, 1] + rel[i, 1] * frame[1, 1] + rel[i, 2] * frame[2, 1]
+                x2 = rel[i, 0] * frame[0, 0] + rel[i, 1] * frame[1, 0] + rel[i, 2] * frame[2, 0]
+                rell[i] = x0 * x0 + x1 * x1 / (q * q) + x2 * x2 / (s * s)
+            order = np.argsort(rell)
+            inside = 0
+            for i in range(n):
+                if rell[i] <= a2:
+                    inside += 1
+            use = max(inside, min(min_count, n))
+            tensor = np.zeros((3, 3))
+            for j in range(use):
+                i = order[j]
+                w = 1.0
+                if reduced:
+                    if rell[i] <= 0.0:
+                        continue
+                    w = 1.0 / rell[i]
+                for a in range(3):
+                    for b in range(3):
+                        tensor[a, b] += rel[i, a] * rel[i, b] * w
+            w, v = np.linalg.eigh(tensor)  # ascending eigenvalues
+            lam1 = max(w[2], 1e-30)
+            q_new = max(np.sqrt(max(w[1], 0.0) / lam1), 0.05)
+            s_new = max(np.sqrt(max(w[0], 0.0) / lam1), 0.05)
+            converged = abs(q_new - q) < 0.005 * q and abs(s_new - s) < 0.005 * s
+            q, s, frame = q_new, s_new, v
+            if converged:
+                break
+        for d in range(3):
+            out_axes[g, d] = frame[d, 2]
+            out_axes[g, 3 + d] = frame[d, 1]
+        out_ratios[g, 0] = q
+        out_ratios[g, 1] = s
+
+
+#: Halo models on the same FoF groups. axis_*: the estimator of the major/intermediate axes (halo_axisA,
+#: the central galaxies' reference and the satellite frame); ratio_*: the estimator of b/a, c/a (halo_b_to_a,
+#: halo_c_to_a, the satellite stretch); conc_factor multiplies c(M) for the satellite NFW profile.
+MODELS = {
+    1: {"axis_radius": 1.0, "axis_reduced": True, "axis_iterative": False,
+        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": False, "conc_factor": 1.0},
+    2: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
+        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5},
+}
+
+
+def get_model(version: int) -> dict:
+    if int(version) not in MODELS:
+        raise ValueError(f"unknown halo model version {version!r}; expected one of {sorted(MODELS)}")
+    return MODELS[int(version)]
+
+
+def group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, radius, reduced, iterative, min_count=10):
+    """(axes (N, 6): major then intermediate unit axes, ratios (N, 2): b/a, c/a) of every group."""
+    ng = len(offsets)
+    axes = np.empty((ng, 6))
+    ratios = np.empty((ng, 2))
+    _ellipsoid_shapes(pos, members, offsets, lengths, centres, radius * np.asarray(rvir, dtype=np.float64),
+                      float(boxsize), bool(reduced), bool(iterative), int(min_count), axes, ratios)
+    return axes, ratios
+
+
 def rank_matched_masses(lengths: np.ndarray, boxsize: float, rng: np.random.Generator) -> np.ndarray:
     """Virial masses assigned by abundance: the i-th largest group gets the mass where the Tinker08
     n(>M) V = i + 1/2. Ties in particle number are ordered at random (seeded)."""
@@ -147,8 +244,9 @@ def rank_matched_masses(lengths: np.ndarray, boxsize: float, rng: np.random.Gene
     return masses
 
 
-def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True) -> dict:
-    """Host-halo table (numpy columns) from z = 0 particles (positions Mpc/h, momenta in Mpc/h at a = 1)."""
+def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True, model: int = 1) -> dict:
+    """Host-halo table (numpy columns) from z = 0 particles (positions Mpc/h, momenta in Mpc/h at a = 1),
+    with the shapes of halo model `model` (see MODELS)."""
     from tqdm import tqdm
 
     steps = tqdm(total=4, desc="halos", disable=not progress)
@@ -172,6 +270,13 @@ def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bo
     ratios = np.empty((ng, 2))
     ninside = np.empty(ng, dtype=np.int64)
     _group_shapes(pos, members, offsets, lengths, centres, rvir, float(boxsize), 10, axes, ratios, ninside)
+    spec = get_model(model)
+    if (spec["axis_radius"], spec["axis_reduced"], spec["axis_iterative"]) != (1.0, True, False):
+        axes, _ = group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, spec["axis_radius"],
+                               spec["axis_reduced"], spec["axis_iterative"])
+    if (spec["ratio_radius"], spec["ratio_reduced"], spec["ratio_iterative"]) != (1.0, True, False):
+        _, ratios = group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, spec["ratio_radius"],
+                                 spec["ratio_reduced"], spec["ratio_iterative"])
     steps.update(1)
     steps.close()
     centres = np.mod(centres, boxsize)
@@ -208,8 +313,8 @@ def _nfw_radii(conc: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
-def satellite_sites(hosts: dict, boxsize: float, seed: int) -> dict:
-    """Satellite sites of every host, drawn from an NFW profile (c from c(M)) stretched along the host's
+def satellite_sites(hosts: dict, boxsize: float, seed: int, conc_factor: float = 1.0) -> dict:
+    """Satellite sites of every host, drawn from an NFW profile (c = conc_factor c(M)) stretched along the host's
     measured principal axes with axis ratios 1 : b/a : c/a (volume preserving), with velocities of the host
     plus isotropic Gaussian dispersion V_vir / sqrt(2). Returns offsets in units of R_vir, host indices, ranks."""
     rng = np.random.default_rng([int(seed), 11])
@@ -217,7 +322,7 @@ def satellite_sites(hosts: dict, boxsize: float, seed: int) -> dict:
     host = np.repeat(np.arange(len(nsite)), nsite)
     rank = np.arange(len(host)) - np.repeat(np.cumsum(nsite) - nsite, nsite)
     ns = len(host)
-    r = _nfw_radii(hosts["conc"][host], rng.random(ns))
+    r = _nfw_radii(conc_factor * hosts["conc"][host], rng.random(ns))
     u = rng.normal(size=(ns, 3))
     u /= np.linalg.norm(u, axis=1)[:, None]
     q = np.clip(hosts["b_to_a"][host], 0.05, 1.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cosmology
-from .catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics
+from .catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics, split_name
 from .mesh import cic_paint, correlation_from_mesh, mode_averaged_power
 from .simulation import get_preset
 
@@ -370,12 +370,12 @@ def validate(preset="default", seed=None, out_dir="docs", cache_dir=None, realis
     """Run all checks, write figures to <out_dir>/figures/catalog_*.png and numbers to <out_dir>/catalog.md
     (and catalog_validation.json next to it); returns the numbers."""
     t0 = time.time()
-    pr = get_preset(preset)
+    base, _ = split_name(preset)
     path = catalog_path(preset, seed, cache_dir)
     if path is None:
         path = build_catalog(preset, seed, cache_dir=cache_dir)
     cols, meta = load_catalog_file(path)
-    diag = mode_averaged_models(read_diagnostics(path), preset)
+    diag = mode_averaged_models(read_diagnostics(path), base)
     out_dir = Path(out_dir)
     figdir = out_dir / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -634,11 +634,238 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
                  + f"); omega (ours - ref)/err <= {_f(low_om, 2)} (" + ("no deficit" if low_om >= -1.5 else "deficit") + ").")
         L += [
             "",
-            "Where the omega target is missed, the likely causes (hypotheses, not yet tested): below 1 Mpc/h omega is the central-satellite",
-            "signal, set by how elongated the satellite sites are along the central's axis; they follow the measured",
-            "(rounder than Rockstar's) PM halo shapes, so the one-halo omega is too low. Above ~1.5 Mpc/h omega is",
-            "too high: the reference errors are shape and occupation noise of one Bolshoi-Planck box, without cosmic",
-            "variance, and our 128 Mpc/h box has half Bolshoi-Planck's side; the issue's prototype saw the same excess.",
+            "What sets the omega misses was measured afterwards (section \"Halo model versions\" below): above ~1.5 Mpc/h",
+            "the PM halo axes measured from the ~30 members inside R_vir are more aligned with the large-scale structure than",
+            "the reference's Rockstar axes (the excess is ~1.5x at all r > 2 Mpc/h, far above the box's cosmic variance);",
+            "below 0.3 Mpc/h the satellite sites are not concentrated enough along the central's axis.",
         ]
     L += ["", f"All numbers: `{path.with_name('catalog_validation.json').name}` (written by the same command).", ""]
+    models = path.with_name("catalog_models.json")
+    if models.exists():
+        L += [models_markdown(json.loads(models.read_text())), ""]
     path.write_text("\n".join(L))
+
+
+def realism_numbers(mean: np.ndarray) -> dict:
+    """The realism metrics of mean (3, N_BINS) xi, omega, eta against the Bolshoi-Planck reference mocks
+    (interpolated in ln r to their bins), as in `hod_mocks`."""
+    from iaemu_theory.conventions import BIN_CENTRES
+    from iaemu_theory.tng300 import load_bolplanck_reference
+
+    out = {}
+    for j, stat in enumerate(("xi", "omega", "eta")):
+        ref = load_bolplanck_reference(stat)
+        ours = _interp_ln(BIN_CENTRES, mean[j], ref["r"])
+        sel = (ref["r"] >= REALISM_RANGE[0]) & (ref["r"] <= REALISM_RANGE[1]) & np.isfinite(ours)
+        small = (ref["r"] < REALISM_RANGE[0]) & np.isfinite(ours)
+        entry = {"r": ref["r"].tolist(), "ours": ours.tolist(), "ref": ref["value"].tolist(), "ref_err": ref["err"].tolist()}
+        if stat == "xi":
+            entry["ratio"] = (ours / ref["value"]).tolist()
+            entry["median_abs_ratio_minus_1"] = float(np.median(np.abs(ours[sel] / ref["value"][sel] - 1)))
+            entry["ratio_below_0.3"] = (ours[small] / ref["value"][small]).tolist()
+        else:
+            dev = (ours - ref["value"]) / ref["err"]
+            entry["dev_over_err"] = dev.tolist()
+            entry["median_abs_dev_over_err"] = float(np.median(np.abs(dev[sel])))
+            entry["dev_over_err_below_0.3"] = dev[small].tolist()
+            large = sel & (ref["r"] > 2.0)
+            entry["ratio_r_gt_2"] = float(np.sum(ours[large]) / np.sum(ref["value"][large]))
+        out[stat] = entry
+    return out
+
+
+def omega_jackknife(model, params, seed: int, realisations: int, nside: int = 4) -> dict:
+    """Cosmic variance of omega in one box: delete-one jackknife over nside^3 sub-volumes (by the position of the
+    galaxy whose shape enters) of the pair sums accumulated over `realisations` populations, minus the
+    realisation (shape and occupation) variance of their mean. Returns per-bin sigmas (BIN_CENTRES)."""
+    from scipy.spatial import cKDTree
+
+    from iaemu_theory.conventions import BIN_EDGES
+    from training.mocks import galaxy_arrays, realisation_seed
+
+    L = float(model.Lbox)
+    nreg, nb = nside ** 3, len(BIN_EDGES) - 1
+    s_tot, n_tot, per = np.zeros((nreg, nb)), np.zeros((nreg, nb)), []
+    for r in range(realisations):
+        pos, ori = galaxy_arrays(model.populate(params, realisation_seed(seed, r)))
+        i, j = cKDTree(pos, boxsize=L).query_pairs(BIN_EDGES[-1], output_type="ndarray").T
+        d = pos[j] - pos[i]
+        d = (d + L / 2) % L - L / 2
+        dist = np.linalg.norm(d, axis=1)
+        k = np.searchsorted(BIN_EDGES, dist) - 1
+        ok = (k >= 0) & (k < nb)
+        i, j, k, u = i[ok], j[ok], k[ok], d[ok] / dist[ok, None]
+        reg = (np.floor(pos / (L / nside)).astype(np.int64) % nside) @ np.array([nside * nside, nside, 1])
+        s, n = np.zeros((nreg, nb)), np.zeros((nreg, nb))
+        for end in (i, j):
+            np.add.at(s, (reg[end], k), np.einsum("ij,ij->i", ori[end], u) ** 2)
+            np.add.at(n, (reg[end], k), 1.0)
+        s_tot += s
+        n_tot += n
+        per.append(s.sum(0) / n.sum(0) - 1 / 3)
+    full = s_tot.sum(0) / n_tot.sum(0) - 1 / 3
+    loo = (s_tot.sum(0) - s_tot) / (n_tot.sum(0) - n_tot) - 1 / 3
+    var_jk = (nreg - 1) / nreg * np.sum((loo - loo.mean(0)) ** 2, axis=0)
+    var_mean = np.var(np.array(per), axis=0, ddof=1) / realisations
+    return {"omega": full.tolist(), "sigma_jackknife": np.sqrt(var_jk).tolist(),
+            "sigma_realisations_of_mean": np.sqrt(var_mean).tolist(),
+            "sigma_cosmic": np.sqrt(np.maximum(var_jk - var_mean, 0.0)).tolist(),
+            "realisations": int(realisations), "regions": int(nreg)}
+
+
+def compare_models(out_dir="docs", models=(1, 2), realisations=10, check_realisations=30, jackknife_realisations=30) -> dict:
+    """Realism of the halo model versions of the `default` catalog against the Bolshoi-Planck reference mocks:
+    the validation's measurement (seed 7, `realisations`), a check with other seeds (seed 8, `check_realisations`),
+    halo shapes, and the jackknife cosmic variance of omega. Writes <out_dir>/catalog_models.json, the figure
+    <out_dir>/figures/catalog_models_realism.png and the section of <out_dir>/catalog.md."""
+    from iaemu_theory.conventions import BIN_CENTRES
+    from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS, load_bolplanck_reference
+    from training.catalogs import load_catalog
+    from training.mocks import IAMockModel
+
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    params = dict(BOLPLANCK_REFERENCE_PARAMS)
+    res = {"params": params, "models": {}}
+    means = {}
+    for m in models:
+        name = "default" if m == 1 else f"default-v{m}"
+        cat = load_catalog(name)
+        model = IAMockModel(cat)
+        host = np.asarray(cat.halo_table["halo_upid"]) == -1
+        cols, meta = load_catalog_file(catalog_path(name))
+        hmask = cols["halo_upid"] == -1
+        entry = {"catalog_id": cat.catalog_id, "file_mb": round(Path(meta["path"]).stat().st_size / 1e6, 2),
+                 "halo_model_spec": meta.get("halo_model_spec"), "n_hosts": int(host.sum()),
+                 "median_b_to_a": float(np.median(cols["halo_b_to_a"][hmask])),
+                 "median_c_to_a": float(np.median(cols["halo_c_to_a"][hmask]))}
+        r = model.measure(params, seed=7, n_realisations=realisations)
+        means[m] = (r.mean(), r.std())
+        entry["validation"] = realism_numbers(r.mean())
+        entry["validation"]["realisations"] = int(realisations)
+        r2 = model.measure(params, seed=8, n_realisations=check_realisations)
+        chk = realism_numbers(r2.mean())
+        entry["check"] = {"realisations": int(check_realisations), "seed": 8,
+                          "xi_median": chk["xi"]["median_abs_ratio_minus_1"],
+                          "omega_median": chk["omega"]["median_abs_dev_over_err"],
+                          "eta_median": chk["eta"]["median_abs_dev_over_err"],
+                          "xi_below_0.3": chk["xi"]["ratio_below_0.3"], "omega_below_0.3": chk["omega"]["dev_over_err_below_0.3"],
+                          "omega_dev_over_err": chk["omega"]["dev_over_err"], "omega_ratio_r_gt_2": chk["omega"]["ratio_r_gt_2"]}
+        entry["jackknife"] = omega_jackknife(model, params, seed=9, realisations=jackknife_realisations)
+        res["models"][m] = entry
+    ref_err = load_bolplanck_reference("omega")
+    res["bin_centres"] = BIN_CENTRES.tolist()
+    res["ref_err_at_bin_centres"] = np.interp(np.log(BIN_CENTRES), np.log(ref_err["r"]), ref_err["err"]).tolist()
+    (out_dir / "catalog_models.json").write_text(json.dumps(res, indent=1))
+    plot_models(res, means, out_dir / "figures" / "catalog_models_realism.png")
+    page = out_dir / "catalog.md"
+    if page.exists():
+        text = page.read_text()
+        start = text.find(MODELS_MARK)
+        if start >= 0:
+            text = text[:start].rstrip("\n") + "\n"
+        page.write_text(text + "\n" + models_markdown(res) + "\n")
+    return res
+
+
+def plot_models(res, means, path):
+    from iaemu_theory.conventions import BIN_CENTRES
+    from iaemu_theory.tng300 import load_bolplanck_reference
+
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    for col, (j, stat) in enumerate(((0, "xi"), (1, "omega"))):
+        ref = load_bolplanck_reference(stat)
+        ax = axes[0, col]
+        if stat == "xi":
+            ax.plot(ref["r"], ref["r"] ** 2 * ref["value"], "ko", ms=3, label="Bolshoi-Planck mocks (reference)")
+        else:
+            ax.errorbar(ref["r"], ref["value"], yerr=ref["err"], fmt="ko", ms=3, label="Bolshoi-Planck mocks (reference)")
+        for m, (mean, std) in means.items():
+            e = res["models"][m]
+            y = BIN_CENTRES ** 2 * mean[j] if stat == "xi" else mean[j]
+            ax.plot(BIN_CENTRES, y, f"C{m - 1}-", label=f"{e['catalog_id']}")
+            low = axes[1, col]
+            if stat == "xi":
+                low.semilogx(ref["r"], e["validation"]["xi"]["ratio"], f"C{m - 1}o-", ms=3)
+            else:
+                low.semilogx(ref["r"], e["validation"]["omega"]["dev_over_err"], f"C{m - 1}o-", ms=3)
+                jk = res["models"][m]["jackknife"]
+                cv = np.interp(np.log(ref["r"]), np.log(BIN_CENTRES), jk["sigma_cosmic"], left=np.nan, right=np.nan)
+                if m == max(means):
+                    low.fill_between(ref["r"], -cv / ref["err"], cv / ref["err"], color="C2", alpha=0.35, zorder=3,
+                                     label="cosmic variance of our box (jackknife), in ref err")
+        ax.set_xscale("log")
+        ax.set_ylabel("r^2 xi(r)" if stat == "xi" else "omega(r)")
+        ax.set_title(stat, fontsize=9)
+        ax.legend(fontsize=7)
+        low = axes[1, col]
+        if stat == "xi":
+            low.axhline(1, color="k", lw=0.5)
+            low.axhspan(0.85, 1.15, color="0.9")
+            low.set_ylabel("ours / ref")
+        else:
+            low.axhline(0, color="k", lw=0.5)
+            low.axhspan(-1.5, 1.5, color="0.9")
+            low.set_ylabel("(ours - ref) / err")
+            low.legend(fontsize=7)
+        low.axvspan(0.09, REALISM_RANGE[0], color="0.95")
+        low.set_xlabel("r [Mpc/h]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+MODELS_MARK = "## Halo model versions: v1 and v2"
+
+
+def models_markdown(res: dict) -> str:
+    """The v1-vs-v2 section of docs/catalog.md from compare_models' numbers."""
+    ms = res["models"]
+    keys = sorted(ms, key=int)
+    L = [MODELS_MARK, "",
+         "Both versions use the same simulation, FoF groups, centres, velocities and rank-matched masses; they",
+         "differ only in the halo shape estimators and the satellite-site profile (`training.nbody.halos.MODELS`):", "",
+         "| | v1 (`default`, the shipped emulator's catalog) | v2 (`default-v2`) |", "|---|---|---|",
+         "| halo_axisA (central reference, satellite frame) | reduced tensor inside R_vir | non-reduced tensor inside R_vir / 2 |",
+         "| b/a, c/a (satellite stretch, halo_b_to_a/c_to_a) | reduced tensor inside R_vir | iterative reduced tensor (Allgood et al. 2006), ellipsoid of R_vir's volume |",
+         "| satellite NFW concentration | c(M) (Diemer & Joyce 2019) | c(M) / 2 |", "",
+         "Load with `load_catalog(\"default-v2\")` (training.catalogs) or `training.nbody.load_catalog_columns(\"default-v2\")`; "
+         "rebuild with `iaemu-catalog build --preset default-v2` (reuses the z = 0 particles of v1's build folder). "
+         "Numbers and figure: `iaemu-catalog compare-models --out docs` (writes `catalog_models.json`).", "",
+         "![v1 vs v2](figures/catalog_models_realism.png)", "",
+         "Realism at TNG300 sample 2's parameters against the Bolshoi-Planck reference mocks (targets: xi <= 0.15, omega <= 1.5, "
+         "medians over 0.3-14 Mpc/h; no deficit below 0.3 Mpc/h):", "",
+         "| | " + " | ".join(ms[k]["catalog_id"] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    def row(label, f):
+        L.append(f"| {label} | " + " | ".join(f(ms[k]) for k in keys) + " |")
+    row("median b/a, c/a of hosts", lambda e: f"{e['median_b_to_a']:.2f}, {e['median_c_to_a']:.2f}")
+    row("file size [MB]", lambda e: f"{e['file_mb']:.2f}")
+    row(f"xi median (seed 7, {ms[keys[0]]['validation']['realisations']} realisations)", lambda e: _f(e["validation"]["xi"]["median_abs_ratio_minus_1"]))
+    row("omega median", lambda e: f"**{e['validation']['omega']['median_abs_dev_over_err']:.2f}**")
+    row("eta median", lambda e: _f(e["validation"]["eta"]["median_abs_dev_over_err"], 2))
+    row("xi/ref below 0.3 Mpc/h", lambda e: ", ".join(f"{v:.2f}" for v in e["validation"]["xi"]["ratio_below_0.3"]))
+    row("omega (ours-ref)/err below 0.3 Mpc/h", lambda e: ", ".join(f"{v:.1f}" for v in e["validation"]["omega"]["dev_over_err_below_0.3"]))
+    row("omega ours/ref summed over r > 2 Mpc/h", lambda e: f"{e['validation']['omega']['ratio_r_gt_2']:.2f}")
+    c0 = ms[keys[0]]["check"]
+    row(f"check, seed 8, {c0['realisations']} realisations: xi / omega median", lambda e: f"{e['check']['xi_median']:.3f} / {e['check']['omega_median']:.2f}")
+    row("check: omega (ours-ref)/err below 0.3 Mpc/h", lambda e: ", ".join(f"{v:.1f}" for v in e["check"]["omega_below_0.3"]))
+    r = ms[keys[0]]["validation"]["omega"]["r"]
+    L += ["", "(ours - ref)/err of omega per reference bin (seed 7):", "",
+          "| r [Mpc/h] | " + " | ".join(f"{x:.3f}" for x in r) + " |", "|---|" + "---|" * len(r)]
+    for k in keys:
+        L.append(f"| v{k} | " + " | ".join(_f(v, 2) for v in ms[k]["validation"]["omega"]["dev_over_err"]) + " |")
+    bc = np.array(res["bin_centres"])
+    err = np.array(res["ref_err_at_bin_centres"])
+    pick = [i for i, x in enumerate(bc) if 1.0 < x < 14.0]
+    L += ["", "Cosmic variance of omega in our 128 Mpc/h box (delete-one jackknife over 64 sub-volumes of the pair sums of "
+          f"{ms[keys[-1]]['jackknife']['realisations']} realisations, minus their realisation variance), in units of the reference error "
+          "and of omega:", "",
+          "| r [Mpc/h] | " + " | ".join(f"{bc[i]:.2f}" for i in pick) + " |", "|---|" + "---|" * len(pick)]
+    for k in keys:
+        jk = ms[k]["jackknife"]
+        cv = np.array(jk["sigma_cosmic"])
+        om = np.array(jk["omega"])
+        L.append(f"| v{k} sigma_cv / ref err | " + " | ".join(f"{cv[i] / err[i]:.2f}" for i in pick) + " |")
+        L.append(f"| v{k} sigma_cv / omega | " + " | ".join(f"{cv[i] / abs(om[i]):.2f}" if om[i] != 0 else "n/a" for i in pick) + " |")
+    return "\n".join(L)
