@@ -470,9 +470,10 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "int16 unit major axes, uint16 axis ratios; satellite sites as int16 offsets in units of 1e-4 R_vir and",
         "int16 velocity offsets; plus the build diagnostics used below. The `default` catalog (seed 1) is committed",
         "at `training/data/default_catalog.npz` and loaded from there first; other presets/seeds are cached in",
-        "`$IAEMU_CACHE` (default `~/.cache/iaemu`) as `iaemu-pm-<preset>-s<seed>-v1.npz`, with their checkpoints",
+        "`$IAEMU_CACHE` (default `~/.cache/iaemu`) as `iaemu-pm-<preset>-s<seed>-v<halo model>.npz`, with their checkpoints",
         "in `build-<catalog_id>/` (the z = 0 particles stay there for reuse; delete the folder to reclaim the space).",
-        "API: `training.nbody.load_catalog_columns(preset, seed=None, cache_dir=None, build_if_missing=True)`.",
+        "API: `training.nbody.load_catalog_columns(preset, seed=None, cache_dir=None, build_if_missing=True)`; "
+        "`preset` may name a halo model version (`default-v2`, committed at `training/data/default_catalog_v2.npz`; see below).",
         "",
         f"## Results for `{c['catalog_id']}`",
         "",
