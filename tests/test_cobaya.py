@@ -358,11 +358,11 @@ def _mpi_works() -> str | None:
         return "no mpiexec/mpirun on PATH"
     try:
         proc = subprocess.run([exe, "-n", "2", sys.executable, "-c",
-                               "from mpi4py import MPI; print(MPI.COMM_WORLD.Get_size())"],
+                               "from mpi4py import MPI; print(f'size={MPI.COMM_WORLD.Get_size()};', flush=True)"],
                               capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as excpt:
         return f"mpiexec failed: {excpt}"
-    if proc.returncode != 0 or proc.stdout.split().count("2") != 2:
+    if proc.returncode != 0 or proc.stdout.count("size=2;") != 2:
         return f"mpiexec -n 2 does not give 2 ranks: {proc.stdout[-300:]} {proc.stderr[-300:]}"
     return None
 
