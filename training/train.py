@@ -53,7 +53,7 @@ class TrainConfig:
 
     epochs: int = 500
     batch_size: int = 128
-    lr: float = 1e-2                  # the authors' code default; see docs/emulator.md
+    lr: float = 1e-3                  # measured better here than the authors' 1e-2; see docs/emulator.md
     weight_decay: float = 1e-4
     lr_step_epochs: int = 167
     lr_gamma: float = 0.9
@@ -65,7 +65,7 @@ class TrainConfig:
     mse_weight: float = 0.7
     seed: int = 0
     network: str = "paper"
-    dropout: float = 0.2              # the paper's rate, in every layer
+    dropout: float = 0.05             # 0.2 (the paper) measured worse on our 3.8k points; see docs/emulator.md
 
     def betas(self, epoch: int) -> dict:
         """beta per statistic at a (0-based) epoch."""
