@@ -723,9 +723,22 @@ def main(argv=None) -> int:
     if not lo < hi:
         raise SystemExit(f"error: --logMmin-range {lo} {hi}: need LO < HI")
     comm = mpi_world()
+    saved_env = {name: os.environ.get(name) for name in THREAD_ENV}
     if comm is not None or args.workers > 1:
         for name in THREAD_ENV:  # one thread per worker process; inherited by spawned workers
             os.environ.setdefault(name, "1")
+    try:
+        return _run(args, comm)
+    finally:  # leave the caller's environment as it was (numba refuses a changed thread count later)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run(args, comm) -> int:
+    """The body of `main` once the arguments are checked."""
     if comm is not None and comm.Get_rank() > 0:
         mpi_worker_loop(comm, args.engine, args.catalog)
         return 0
