@@ -48,3 +48,14 @@ def nbody_test_catalog(tmp_path_factory):
 
     cache = tmp_path_factory.mktemp("iaemu_cache")
     return load_catalog("test", seed=3, cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Small torch models run fastest on one thread (and the test machine's cores are shared)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,13 +13,7 @@ from iaemu_theory.conventions import BIN_CENTRES, BIN_EDGES, PARAM_NAMES, STATIS
 from iaemu_theory.domain import Domain
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models run fastest on one thread (and the test machine's cores are shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

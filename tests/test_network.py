@@ -8,13 +8,7 @@ from iaemu_theory.conventions import N_BINS, STATISTICS
 from iaemu_theory.network import FoldedIAEmu, IAEmuNetwork, NetworkConfig, count_parameters
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models run fastest on one thread (and the test machine's cores are shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def randomise_batchnorm(net, seed=0, negative_gammas=True):
