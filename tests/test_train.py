@@ -134,7 +134,8 @@ def test_tiny_training_lowers_loss_and_writes_artifact(toy, trained):
     art = load_artifact(out)
     assert art.training["best_epoch"] == h["best_epoch"]
     assert art.dataset_hash == T.dataset_sha256(toy)
-    assert art.metrics["validation"]["combined"] == pytest.approx(min(h["val_combined"]))
+    assert art.metrics["validation_before_batchnorm_recalibration"]["combined"] == pytest.approx(min(h["val_combined"]))
+    assert art.training["batchnorm_recalibrated"]
     emu = Emulator.load(out, device="cpu")
     pred = emu.predict(emu.domain.from_unit(np.random.default_rng(3).random((4, 7))), mc_passes=5, seed=0)
     assert all(np.all(np.isfinite(v)) for v in pred.values())
@@ -177,6 +178,59 @@ def test_time_limit_stops_cleanly_then_resumes(toy, tmp_path):
     assert code == 0
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["epochs_run"] == 4 and s["complete"]
+
+
+def test_batchnorm_recalibration_gives_exact_training_set_statistics():
+    """One pass in a single batch: each BatchNorm's running mean/var become the exact mean and (unbiased)
+    variance of its input over the data, whatever the noisy moving averages were before."""
+    from dataclasses import replace
+    from iaemu_theory.network import IAEmuNetwork, NetworkConfig
+
+    torch.manual_seed(0)
+    net = IAEmuNetwork(replace(NetworkConfig.named("tiny"), dropout=0.0))
+    x = torch.randn(50, 7)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(8, 7) * 3 + 1)                  # moving averages of other data
+    T.recalibrate_batchnorm(net, x, batch_size=64, passes=1)
+    assert not net.training
+    block = net.embedding.layer1                            # Linear -> LeakyReLU -> BatchNorm -> Dropout
+    with torch.no_grad():
+        act = block[1](block[0](x))
+    torch.testing.assert_close(block[2].running_mean, act.mean(0))
+    torch.testing.assert_close(block[2].running_var, act.var(0, unbiased=True))
+    assert block[2].momentum == 0.1                         # the layer's own setting is restored
+
+
+def test_cosine_schedule_ends_at_lr_min_and_bad_schedule_is_named():
+    cfg = T.TrainConfig(epochs=10, lr=1e-3, lr_schedule="cosine", lr_min=1e-5)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = cfg.scheduler(opt)
+    lrs = []
+    for _ in range(cfg.epochs):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs[-1] == pytest.approx(1e-5) and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert "epochs" in cfg.identity()                      # the cosine length is part of the run's identity
+    with pytest.raises(ValueError, match="'linear'"):
+        T.TrainConfig(lr_schedule="linear").scheduler(opt)
+
+
+def test_init_from_fine_tunes_a_trained_artifact_and_refuses_other_data(toy, trained, tmp_path):
+    base, _ = trained
+    out = tmp_path / "tuned.pt"
+    s = T.train(toy, out, fast_config(epochs=10, val_every=5, lr=1e-3, lr_schedule="cosine", warmup_epochs=0),
+                device="cpu", progress=False, log=lambda *a: None, init_from=base)
+    assert s["initialised_from"]["weights_sha256"] == load_artifact(base).weights_sha256
+    assert s["initialised_from"]["training"]["epochs_run"] == 30
+    # it starts where the trained artifact ended, far below a fresh network's first validation
+    assert s["history"]["val_combined"][0] < load_artifact(base).metrics["validation"]["combined"] + 0.3
+    other = make_toy_dataset(tmp_path / "other.h5", n_points=60, seed=1)
+    with pytest.raises(ValueError, match="another dataset"):
+        T.train(other, tmp_path / "x.pt", fast_config(), device="cpu", progress=False, log=lambda *a: None,
+                init_from=base)
 
 
 def test_cli_errors(tmp_path, capsys):

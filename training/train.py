@@ -14,11 +14,20 @@ so we train on one row per point with the right-hand side: the same optimum, R t
 its realisations, so the equivalence holds with the weighting too.
 
 Schedule as the paper (issue 4): beta = 1 for a warm-up, then beta_xi = 0.9, beta_omega = beta_eta = 0.5; AdamW
-(weight decay 1e-4), batch 128, learning rate x0.9 every 167 epochs, gradient-norm clipping, validation every
-5 epochs on 0.7 MSE + 0.3 NLL (per-realisation-row averages), early stopping after 100 epochs without
-improvement; the best validation state is what the artifact ships. A checkpoint is written at every
-validation; `--resume` continues bit-for-bit on the same device. `--max-minutes` stops cleanly (checkpoint +
-artifact of the best state so far, exit status 75) before a time limit.
+(weight decay 1e-4), batch 128, learning rate x0.9 every 167 epochs (`--lr-schedule step`) or cosine-annealed
+to `--lr-min` over the run (`--lr-schedule cosine`), gradient-norm clipping, validation every 5 epochs on
+0.7 MSE + 0.3 NLL (per-realisation-row averages), early stopping after 100 epochs without improvement; the
+best validation state is what the artifact ships. A checkpoint is written at every validation; `--resume`
+continues bit-for-bit on the same device. `--max-minutes` stops cleanly (checkpoint + artifact of the best
+state so far, exit status 75) before a time limit. `--init-from ARTIFACT` starts from a trained artifact's
+weights (fine-tuning on the same dataset) with a fresh optimiser.
+
+BatchNorm statistics. During training each BatchNorm layer keeps an exponential moving average of batch
+statistics, dominated by the last few batches of an epoch; through a dozen layers that noise moved the
+predicted ln xi of every point by up to +-0.1 from one epoch to the next (measured, docs/emulator.md). Before
+the artifact is written, the running statistics of the shipped state are therefore re-estimated as exact
+averages over the whole training set, in training conditions (dropout on, no gradients):
+`recalibrate_batchnorm`.
 """
 from __future__ import annotations
 
@@ -66,6 +75,8 @@ class TrainConfig:
     seed: int = 0
     network: str = "paper"
     dropout: float = 0.05             # 0.2 (the paper) measured worse on our 3.8k points; see docs/emulator.md
+    lr_schedule: str = "step"         # "step" (the paper: x lr_gamma every lr_step_epochs) or "cosine"
+    lr_min: float = 1e-6              # the cosine schedule's final learning rate
 
     def betas(self, epoch: int) -> dict:
         """beta per statistic at a (0-based) epoch."""
@@ -74,11 +85,19 @@ class TrainConfig:
         return {s: float(self.beta[s]) for s in STATISTICS}
 
     def identity(self) -> dict:
-        """The settings that must match for --resume (epochs and patience may change)."""
+        """The settings that must match for --resume (epochs and patience may change; not epochs under the
+        cosine schedule, whose length is the run's)."""
         d = asdict(self)
-        for key in ("epochs", "patience"):
+        for key in ("epochs", "patience") if self.lr_schedule == "step" else ("patience",):
             d.pop(key)
         return d
+
+    def scheduler(self, opt):
+        if self.lr_schedule == "step":
+            return torch.optim.lr_scheduler.StepLR(opt, step_size=self.lr_step_epochs, gamma=self.lr_gamma)
+        if self.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs, eta_min=self.lr_min)
+        raise ValueError(f"lr_schedule {self.lr_schedule!r}; expected 'step' or 'cosine'")
 
 
 # ---------------------------------------------------------------------------------------------- targets
@@ -261,8 +280,50 @@ def plot_losses(history: dict, path: Path):
     plt.close(fig)
 
 
+def recalibrate_batchnorm(net, x, batch_size: int, passes: int = 2, seed: int = 0):
+    """Replace every BatchNorm layer's running statistics by exact averages of its batch statistics over
+    `passes` shuffled passes of x in training conditions (dropout on, batches of batch_size, no gradients).
+    Leaves the network in eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                      # cumulative average
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    n = x.shape[0]
+    net.train()
+    with torch.no_grad():
+        for _ in range(passes):
+            perm = torch.randperm(n, generator=gen).to(x.device)
+            for b in range(0, n, batch_size):
+                idx = perm[b:b + batch_size]
+                if idx.numel() >= 2:
+                    net(x[idx])
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    net.eval()
+    return net
+
+
+def _initial_weights(init_from, net_cfg, data_hash, scalers) -> tuple[dict, dict]:
+    """Weights and provenance of an artifact to fine-tune from; it must share the network and the data."""
+    from iaemu_theory.artifact import load_artifact
+
+    art = load_artifact(init_from)
+    if asdict(art.config) != asdict(net_cfg):
+        raise ValueError(f"--init-from {init_from}: its network {asdict(art.config)} differs from this run's "
+                         f"{asdict(net_cfg)}")
+    if art.dataset_hash != data_hash:
+        raise ValueError(f"--init-from {init_from} was trained on another dataset (sha256 {art.dataset_hash[:12]}..., "
+                         f"this one {data_hash[:12]}...)")
+    if not (np.allclose(art.input_mean, scalers.input_mean) and np.allclose(art.output_scale, scalers.output_scale)):
+        raise ValueError(f"--init-from {init_from}: its standardisation differs from this dataset's training split")
+    earlier = {k: v for k, v in (art.training or {}).items() if k != "history"}
+    return art.state_dict, {"artifact": str(init_from), "weights_sha256": art.weights_sha256, "training": earlier}
+
+
 def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=None, checkpoint=None,
-          plot=None, log=print, progress=True) -> dict:
+          plot=None, log=print, progress=True, init_from=None) -> dict:
     """Train and write the artifact. Returns a summary dict (also stored in the artifact's "training")."""
     from tqdm.auto import tqdm
 
@@ -290,9 +351,14 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
         torch.cuda.manual_seed_all(cfg.seed)
     net_cfg = replace(NetworkConfig.named(cfg.network), dropout=cfg.dropout)
     net = IAEmuNetwork(net_cfg).to(dev)
+    provenance = None
+    if init_from is not None:
+        weights, provenance = _initial_weights(init_from, net_cfg, data_hash, scalers)
+        net.load_state_dict(weights, strict=True)
+        log(f"initialised from {init_from} (trained {provenance['training'].get('epochs_run')} epochs)")
     opt_kw = {"fused": True} if dev.type == "cuda" else {}
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+    sched = cfg.scheduler(opt)
     shuffle = torch.Generator(device="cpu").manual_seed(cfg.seed)
     history = {"train": [], "val_epoch": [], "val_combined": [], "val_mse": [], "val_nll": [], "best_epoch": None}
     best = {"combined": math.inf, "epoch": None, "state": None, "val": None}
@@ -410,8 +476,17 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
         "seconds_this_run": round(time.monotonic() - t_start, 1),
         "median_epoch_seconds": float(np.median(epoch_times)) if epoch_times else None,
     }
-    metrics = {"validation": {"combined": best["combined"], **best["val"]}}
-    cpu_state = {k: v.detach().to("cpu") for k, v in best["state"].items()}
+    if provenance is not None:
+        summary["initialised_from"] = provenance
+    net.load_state_dict(best["state"])
+    recalibrate_batchnorm(net, train_t[0], cfg.batch_size, seed=cfg.seed)
+    val = validation_losses(net, *val_t)
+    summary["batchnorm_recalibrated"] = True
+    log(f"BatchNorm statistics re-estimated over the training set: validation 0.7 MSE + 0.3 NLL "
+        f"{best['combined']:.5g} -> {cfg.mse_weight * val['mse'] + (1 - cfg.mse_weight) * val['nll']:.5g}")
+    metrics = {"validation": {"combined": cfg.mse_weight * val["mse"] + (1 - cfg.mse_weight) * val["nll"], **val},
+               "validation_before_batchnorm_recalibration": {"combined": best["combined"], **best["val"]}}
+    cpu_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     art = Artifact(config=net_cfg, state_dict=cpu_state, input_mean=scalers.input_mean,
                    input_std=scalers.input_std, output_mean=scalers.output_mean, output_scale=scalers.output_scale,
                    bin_edges=np.asarray(ds.bin_edges), domain=ds.attrs.get("domain") or Domain().to_dict(),
@@ -460,6 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--lr-step-epochs", type=int, default=d.lr_step_epochs)
     p.add_argument("--lr-gamma", type=float, default=d.lr_gamma)
+    p.add_argument("--lr-schedule", default=d.lr_schedule, choices=("step", "cosine"),
+                   help="step: x lr-gamma every lr-step-epochs (the paper); cosine: anneal to --lr-min over --epochs")
+    p.add_argument("--lr-min", type=float, default=d.lr_min, help="final learning rate of the cosine schedule")
+    p.add_argument("--init-from", default=None, help="start from this artifact's weights (fine-tuning, same dataset)")
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
     p.add_argument("--beta", type=_parse_beta, default=d.beta, help="after warm-up, e.g. xi=0.9,omega=0.5,eta=0.5")
@@ -485,11 +564,11 @@ def main(argv=None) -> int:
                       lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma, grad_clip=args.grad_clip,
                       warmup_epochs=args.warmup_epochs, beta=args.beta, val_every=args.val_every,
                       patience=args.patience, seed=args.seed, network=args.config,
-                      dropout=args.dropout)
+                      dropout=args.dropout, lr_schedule=args.lr_schedule, lr_min=args.lr_min)
     try:
         summary = train(args.data, args.out, cfg, device=args.device, resume=args.resume,
                         max_minutes=args.max_minutes, checkpoint=args.checkpoint, plot=args.plot,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, init_from=args.init_from)
     except (FileNotFoundError, ValueError) as err:
         print(f"iaemu-train: error: {err}", file=sys.stderr)
         return 2
