@@ -221,10 +221,13 @@ def test_cosine_schedule_ends_at_lr_min_and_bad_schedule_is_named():
 def test_init_from_fine_tunes_a_trained_artifact_and_refuses_other_data(toy, trained, tmp_path):
     base, _ = trained
     out = tmp_path / "tuned.pt"
-    s = T.train(toy, out, fast_config(epochs=10, val_every=5, lr=1e-3, lr_schedule="cosine", warmup_epochs=0),
+    # a different dropout rate is allowed (same weights), as the shipped artifact's last stage does
+    s = T.train(toy, out, fast_config(epochs=10, val_every=5, lr=1e-3, lr_schedule="cosine", warmup_epochs=0,
+                                      dropout=0.01),
                 device="cpu", progress=False, log=lambda *a: None, init_from=base)
     assert s["initialised_from"]["weights_sha256"] == load_artifact(base).weights_sha256
     assert s["initialised_from"]["training"]["epochs_run"] == 30
+    assert load_artifact(out).config.dropout == 0.01
     # it starts where the trained artifact ended, far below a fresh network's first validation
     assert s["history"]["val_combined"][0] < load_artifact(base).metrics["validation"]["combined"] + 0.3
     other = make_toy_dataset(tmp_path / "other.h5", n_points=60, seed=1)

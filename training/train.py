@@ -306,13 +306,15 @@ def recalibrate_batchnorm(net, x, batch_size: int, passes: int = 2, seed: int = 
 
 
 def _initial_weights(init_from, net_cfg, data_hash, scalers) -> tuple[dict, dict]:
-    """Weights and provenance of an artifact to fine-tune from; it must share the network and the data."""
+    """Weights and provenance of an artifact to fine-tune from; it must share the network (the dropout rate
+    may differ) and the data."""
     from iaemu_theory.artifact import load_artifact
 
     art = load_artifact(init_from)
-    if asdict(art.config) != asdict(net_cfg):
-        raise ValueError(f"--init-from {init_from}: its network {asdict(art.config)} differs from this run's "
-                         f"{asdict(net_cfg)}")
+    shape = lambda cfg: {k: v for k, v in asdict(cfg).items() if k != "dropout"}  # noqa: E731
+    if shape(art.config) != shape(net_cfg):
+        raise ValueError(f"--init-from {init_from}: its network {shape(art.config)} differs from this run's "
+                         f"{shape(net_cfg)}")
     if art.dataset_hash != data_hash:
         raise ValueError(f"--init-from {init_from} was trained on another dataset (sha256 {art.dataset_hash[:12]}..., "
                          f"this one {data_hash[:12]}...)")
