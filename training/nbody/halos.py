@@ -34,25 +34,34 @@ def friends_of_friends(pos: np.ndarray, boxsize: float, linking_length: float, m
 
 
 @njit(cache=True)
+def _member_offsets(pos, members, o, n, origin, boxsize):
+    """Positions of members[o:o + n] relative to `origin`, wrapped to the nearest periodic image: (n, 3)."""
+    half = 0.5 * boxsize
+    rel = np.empty((n, 3))
+    for i in range(n):
+        p = members[o + i]
+        for d in range(3):
+            x = pos[p, d] - origin[d]
+            if x > half:
+                x -= boxsize
+            elif x < -half:
+                x += boxsize
+            rel[i, d] = x
+    return rel
+
+
+@njit(cache=True)
 def _group_properties(pos, vel, members, offsets, lengths, boxsize, out_centre, out_vel):
     """Shrinking-sphere density-peak centre (Power et al. 2003) and mean velocity of each group."""
-    half = 0.5 * boxsize
     for g in range(len(offsets)):
         o = offsets[g]
         n = lengths[g]
         ref = pos[members[o]]
-        rel = np.empty((n, 3))
+        rel = _member_offsets(pos, members, o, n, ref, boxsize)
         vmean = np.zeros(3)
         for i in range(n):
-            p = members[o + i]
             for d in range(3):
-                x = pos[p, d] - ref[d]
-                if x > half:
-                    x -= boxsize
-                elif x < -half:
-                    x += boxsize
-                rel[i, d] = x
-                vmean[d] += vel[p, d]
+                vmean[d] += vel[members[o + i], d]
         c = np.zeros(3)
         for i in range(n):
             for d in range(3):
@@ -96,23 +105,15 @@ def _group_properties(pos, vel, members, offsets, lengths, boxsize, out_centre, 
 def _group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, min_count, out_axes, out_ratios, out_ninside):
     """Major axis and b/a, c/a of the reduced inertia tensor sum(x x^T / r^2) of members within R_vir
     of the centre (at least the `min_count` nearest members, for groups whose core is barely resolved)."""
-    half = 0.5 * boxsize
     for g in range(len(offsets)):
         o = offsets[g]
         n = lengths[g]
-        rel = np.empty((n, 3))
+        rel = _member_offsets(pos, members, o, n, centres[g], boxsize)
         r2 = np.empty(n)
         for i in range(n):
-            p = members[o + i]
             s = 0.0
             for d in range(3):
-                x = pos[p, d] - centres[g, d]
-                if x > half:
-                    x -= boxsize
-                elif x < -half:
-                    x += boxsize
-                rel[i, d] = x
-                s += x * x
+                s += rel[i, d] * rel[i, d]
             r2[i] = s
         order = np.argsort(r2)
         inside = 0
@@ -149,20 +150,10 @@ def _ellipsoid_shapes(pos, members, offsets, lengths, centres, radius, boxsize, 
     plain sum(x x^T) (reduced=False) or reduced sum(x x^T / r_ell^2); with `iterative`, the ellipsoid is
     reshaped to the measured axes until the ratios converge to 0.5% (Allgood et al. 2006), else a sphere.
     At least the `min_count` (elliptically) nearest members are used."""
-    half = 0.5 * boxsize
     for g in range(len(offsets)):
         o = offsets[g]
         n = lengths[g]
-        rel = np.empty((n, 3))
-        for i in range(n):
-            p = members[o + i]
-            for d in range(3):
-                x = pos[p, d] - centres[g, d]
-                if x > half:
-                    x -= boxsize
-                elif x < -half:
-                    x += boxsize
-                rel[i, d] = x
+        rel = _member_offsets(pos, members, o, n, centres[g], boxsize)
         r2max = radius[g] ** 2
         frame = np.eye(3)
         q = 1.0
