@@ -92,6 +92,10 @@ class TrainConfig:
             d.pop(key)
         return d
 
+    def combined(self, val: dict) -> float:
+        """The validation measure that picks the best state: mse_weight * MSE + (1 - mse_weight) * NLL."""
+        return float(self.mse_weight * val["mse"] + (1 - self.mse_weight) * val["nll"])
+
     def scheduler(self, opt):
         if self.lr_schedule == "step":
             return torch.optim.lr_scheduler.StepLR(opt, step_size=self.lr_step_epochs, gamma=self.lr_gamma)
@@ -438,7 +442,7 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
         done = epoch + 1
         if done % cfg.val_every == 0 or done == cfg.epochs:
             val = validation_losses(net, *val_t)
-            combined = float(cfg.mse_weight * val["mse"] + (1 - cfg.mse_weight) * val["nll"])
+            combined = cfg.combined(val)
             history["val_epoch"].append(done)
             history["val_combined"].append(combined)
             history["val_mse"].append(val["mse"])
@@ -465,7 +469,7 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     done = epoch + 1 if cfg.epochs > start_epoch else start_epoch
     if best["state"] is None:               # stopped before any validation: validate the current state
         val = validation_losses(net, *val_t)
-        best = {"combined": cfg.mse_weight * val["mse"] + (1 - cfg.mse_weight) * val["nll"], "epoch": done,
+        best = {"combined": cfg.combined(val), "epoch": done,
                 "val": val, "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
         history["best_epoch"] = done
         save_checkpoint(done)
@@ -485,8 +489,8 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     val = validation_losses(net, *val_t)
     summary["batchnorm_recalibrated"] = True
     log(f"BatchNorm statistics re-estimated over the training set: validation 0.7 MSE + 0.3 NLL "
-        f"{best['combined']:.5g} -> {cfg.mse_weight * val['mse'] + (1 - cfg.mse_weight) * val['nll']:.5g}")
-    metrics = {"validation": {"combined": cfg.mse_weight * val["mse"] + (1 - cfg.mse_weight) * val["nll"], **val},
+        f"{best['combined']:.5g} -> {cfg.combined(val):.5g}")
+    metrics = {"validation": {"combined": cfg.combined(val), **val},
                "validation_before_batchnorm_recalibration": {"combined": best["combined"], **best["val"]}}
     cpu_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     art = Artifact(config=net_cfg, state_dict=cpu_state, input_mean=scalers.input_mean,
