@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("halotools")
 
 from iaemu_theory.artifact import make_random_artifact  # noqa: E402
-from training.validate import (PolynomialSurface, main, mock_likelihood, node_grid,  # noqa: E402
+from iaemu_theory.alignment import mean_p2  # noqa: E402
+from training.validate import (AlignmentSurface, PolynomialSurface, main, mock_likelihood, node_grid,  # noqa: E402
                                posterior_moments)
 
 
@@ -27,6 +28,20 @@ def test_surface_reproduces_a_polynomial_and_measures_noise():
     assert np.all(np.isfinite(PolynomialSurface(nodes, y, degree=2)(pts)))
     with pytest.raises(ValueError, match="coefficients"):
         PolynomialSurface(node_grid(3).reshape(-1, 2), np.zeros((9, 1)), degree=3)
+
+
+def test_alignment_surface_recovers_the_alignment_form_and_not_more():
+    nodes = node_grid(5).reshape(-1, 2)
+    a, b = np.array([0.04, 0.01, 0.0]), np.array([0.3, 0.2, 0.001])
+    truth = lambda x: np.outer(mean_p2(x[..., 0]), a) + np.outer(mean_p2(x[..., 1]), b)  # noqa: E731
+    s = AlignmentSurface(nodes, truth(nodes))
+    pts = np.random.default_rng(1).uniform(-1, 1, (50, 2))
+    assert np.allclose(s(pts), truth(pts), atol=1e-14) and np.allclose(s.coef, [a, b])
+    noise = np.full((25, 3), 0.002)
+    y = truth(nodes) + np.random.default_rng(2).normal(0, 0.002, (25, 3))
+    assert 0.6 < AlignmentSurface(nodes, y, sigma=noise).reduced_chi2 < 1.5
+    y_off = y + 0.01                     # a constant is not of the alignment form: the fit says so
+    assert AlignmentSurface(nodes, y_off, sigma=noise).reduced_chi2 > 5
 
 
 def test_grid_posterior_moments_of_a_gaussian():
@@ -51,7 +66,7 @@ def test_validate_on_the_toy_catalog_writes_report_and_resumes(tmp_path, capsys)
     artifact = make_random_artifact(tmp_path / "tiny.pt", tiny=True)
     work, out = tmp_path / "work", tmp_path / "docs"
     argv = ["--sample", "3", "--catalog", "toy", "--artifact", str(artifact), "--grid", "3", "--realisations", "2",
-            "--degree", "1", "--fine", "21", "--mcmc-max-samples", "60", "--workers", "2", "--work", str(work),
+            "--bootstrap", "5", "--fine", "21", "--mcmc-max-samples", "60", "--workers", "2", "--work", str(work),
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     report = json.loads((out / "validation_sample3.json").read_text())
@@ -67,6 +82,9 @@ def test_validate_on_the_toy_catalog_writes_report_and_resumes(tmp_path, capsys)
     for fig in report["figures"].values():
         assert (out / f"{fig}.png").stat().st_size > 1000 and (out / f"{fig}.pdf").is_file()
     assert "difference / sigma_direct" in (out / "validation_sample3.md").read_text()
+    assert report["direct"]["surrogate"] == "alignment" and report["direct"]["surrogate_reduced_chi2"] > 0
+    assert report["direct"]["bootstrap_scatter_of_means"]["mu_cen"] > 0
+    assert len(report["emulator_minus_direct_omega_at_direct_mean_in_data_err"]) == 12
     capsys.readouterr()
 
     before = {p.name: p.read_bytes() for p in work.glob("node_*.npz")}
@@ -75,6 +93,14 @@ def test_validate_on_the_toy_catalog_writes_report_and_resumes(tmp_path, capsys)
     assert {p.name: p.read_bytes() for p in work.glob("node_*.npz")} == before
     again = json.loads((out / "validation_sample3.json").read_text())
     assert again["direct"]["posterior"] == report["direct"]["posterior"]
+
+    legendre = argv + ["--surrogate", "legendre", "--degree", "1", "--bootstrap", "0"]
+    assert main(legendre) == 0                          # the same nodes, another surrogate
+    other = json.loads((out / "validation_sample3.json").read_text())
+    assert other["direct"]["surrogate"] == "legendre" and other["direct"]["degree"] == 1
+    assert other["direct"]["posterior"] != report["direct"]["posterior"]
+    with pytest.raises(SystemExit, match="legendre only"):
+        main(argv + ["--degree", "1"])
 
     with pytest.raises(ValueError, match="other settings"):
         main([*argv[:argv.index("--realisations") + 1], "3", *argv[argv.index("--realisations") + 2:]])

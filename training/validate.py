@@ -6,10 +6,13 @@ to the TNG300 omega with the same data, covariance, scale cuts and interpolation
 1. Direct (halotools-IA): a G x G grid of (mu_cen, mu_sat) nodes over [-1, 1]^2; each node is a fresh
    mock of `--realisations` full realisations (positions and orientations re-populated; independent seeds
    per node) on the catalog, measured with the fused engine (`IAMockModel.measure`). The nodes' mean omega
-   (20 bins) is interpolated by a smooth surrogate: per radial bin, a least-squares tensor-product Legendre
-   polynomial of degree `--degree` in each of mu_cen, mu_sat (it smooths the realisation noise of the
-   nodes; its reduced chi2 against that noise is reported). The posterior (uniform priors on [-1, 1]^2)
-   is then evaluated on a fine grid with the likelihood's own `loglike_from_predictions`.
+   (20 bins) is interpolated by a surrogate fitted by least squares per radial bin: by default
+   (`--surrogate alignment`) the exact form of the expected omega, a(r) P2(mu_cen) + b(r) P2(mu_sat)
+   (`iaemu_theory.alignment`), which has no shape error and averages the realisation noise of all nodes;
+   or a tensor-product Legendre polynomial of degree `--degree` (`--surrogate legendre`). Its reduced chi2
+   against the node noise is reported, and the scatter of the direct posterior means over `--bootstrap`
+   resamplings of the realisations of every node (the reference's own noise). The posterior (uniform
+   priors on [-1, 1]^2) is evaluated on a fine grid with the likelihood's own `loglike_from_predictions`.
 2. Emulator: Cobaya mcmc with IAEmu + TNG300Likelihood (R-1 < 0.01), timed; plus the emulator's posterior
    on the same fine grid (no Monte Carlo noise) as a cross-check.
 
@@ -35,8 +38,8 @@ import numpy as np
 
 from iaemu_theory.conventions import BIN_CENTRES, BIN_EDGES, DEFAULT_REALISATIONS, STATISTICS
 
-__all__ = ["main", "node_grid", "run_grid", "PolynomialSurface", "grid_posterior", "posterior_moments",
-           "mock_likelihood", "emulator_mcmc"]
+__all__ = ["main", "node_grid", "run_grid", "AlignmentSurface", "PolynomialSurface", "grid_posterior",
+           "posterior_moments", "reference_scatter", "mock_likelihood", "emulator_mcmc"]
 
 #: Master seed offset so that validation mocks never reuse dataset seeds by accident.
 _SEED_TAG = 0x5A11D
@@ -105,10 +108,12 @@ def _save_node(path: Path, meta: str, stats, n_galaxies, wall_s):
 
 
 def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: int, workers: int = 1,
-             threads: int | None = None, progress: bool = True) -> dict:
+             threads: int | None = None, progress: bool = True, replace_stale: bool = False) -> dict:
     """Measure every task {key: (params, seed)} (resuming from `work`); returns {key: (stats, n_gal, wall_s)}.
 
-    Finished nodes are written to `work` one by one as they complete.
+    Finished nodes are written to `work` one by one as they complete. A node file made with other settings
+    is refused, or with `replace_stale` (single diagnostic mocks whose point follows the posterior) measured
+    again and overwritten.
     """
     from tqdm.auto import tqdm
 
@@ -119,7 +124,12 @@ def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: 
         meta = _node_meta(params, seed, realisations, chash)
         path = _node_path(work, key)
         if path.is_file():
-            results[key] = _load_node(path, meta)
+            try:
+                results[key] = _load_node(path, meta)
+            except ValueError:
+                if not replace_stale:
+                    raise
+                todo[key] = (params, seed, meta)
         else:
             todo[key] = (params, seed, meta)
     if results:
@@ -160,26 +170,31 @@ def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: 
 
 # ---------------------------------------------------------------------------- smooth surrogate
 
-class PolynomialSurface:
-    """Least-squares tensor-product Legendre fit y(mu_cen, mu_sat) of degree `degree` in each variable,
-    one independent fit per output column (radial bin)."""
+class _LinearSurface:
+    """Least-squares fit y(mu_cen, mu_sat) = design(mu_cen, mu_sat) @ coef, one fit per output column
+    (radial bin); nodes whose bin is empty in every realisation are left out of that bin's fit.
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, degree: int, sigma: np.ndarray | None = None):
+    `sigma` (the nodes' standard errors) gives the reduced chi2 of the fit; with errors estimated from R
+    realisations a correct surrogate gives about (R - 1) / (R - 3) (Student t), not 1.
+    """
+
+    kind = ""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, sigma: np.ndarray | None = None):
         x = np.asarray(x, dtype=float).reshape(-1, 2)
         y = np.asarray(y, dtype=float).reshape(x.shape[0], -1)
-        self.degree = int(degree)
         a = self._design(x)
         if a.shape[1] > x.shape[0]:
-            raise ValueError(f"degree {degree} needs {a.shape[1]} coefficients but only {x.shape[0]} nodes; "
-                             f"lower --degree or raise --grid")
+            raise ValueError(f"the {self.kind} surrogate needs {a.shape[1]} coefficients but there are only "
+                             f"{x.shape[0]} nodes; lower --degree or raise --grid")
         finite = np.isfinite(y)
         self.coef = np.zeros((a.shape[1], y.shape[1]))
-        for b in range(y.shape[1]):          # nodes whose bin is empty in every realisation are left out of its fit
+        for b in range(y.shape[1]):
             rows = finite[:, b]
             if rows.sum() < a.shape[1]:
                 raise ValueError(f"radial bin {b}: only {rows.sum()} of {x.shape[0]} nodes have a finite value, fewer "
-                                 f"than the {a.shape[1]} coefficients; too few galaxies (more realisations, a larger "
-                                 f"catalog or a lower --degree)")
+                                 f"than the {a.shape[1]} coefficients of the {self.kind} surrogate; too few galaxies "
+                                 f"(more realisations, a larger catalog or a lower --degree)")
             self.coef[:, b] = np.linalg.lstsq(a[rows], y[rows, b], rcond=None)[0]
         resid = np.where(finite, y - a @ self.coef, 0.0)
         self.dof = int(finite.sum()) - a.shape[1] * y.shape[1]
@@ -191,14 +206,42 @@ class PolynomialSurface:
             ok = finite & (s > 0)
             self.reduced_chi2 = float(np.sum((resid[ok] / s[ok]) ** 2) / self.dof)
 
-    def _design(self, x):
-        from numpy.polynomial import legendre
-
-        return legendre.legvander2d(x[:, 0], x[:, 1], [self.degree, self.degree])
+    def _design(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def __call__(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=float)
         return (self._design(x.reshape(-1, 2)) @ self.coef).reshape(*x.shape[:-1], -1)
+
+
+class AlignmentSurface(_LinearSurface):
+    """omega = a(r) mean_p2(mu_cen) + b(r) mean_p2(mu_sat): the exact form of halotools-IA's expected omega
+    at fixed HOD (`iaemu_theory.alignment`), so the fit has no shape error and 2 coefficients per bin
+    average the noise of every node."""
+
+    kind = "alignment"
+    description = "exact alignment form a(r) P2(mu_cen) + b(r) P2(mu_sat)"
+
+    def _design(self, x):
+        from iaemu_theory.alignment import mean_p2
+
+        return np.column_stack([mean_p2(x[:, 0]), mean_p2(x[:, 1])])
+
+
+class PolynomialSurface(_LinearSurface):
+    """Tensor-product Legendre polynomial of degree `degree` in each of mu_cen, mu_sat (a generic smoother)."""
+
+    kind = "legendre"
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, degree: int, sigma: np.ndarray | None = None):
+        self.degree = int(degree)
+        self.description = f"Legendre polynomial of degree {self.degree} per parameter"
+        super().__init__(x, y, sigma)
+
+    def _design(self, x):
+        from numpy.polynomial import legendre
+
+        return legendre.legvander2d(x[:, 0], x[:, 1], [self.degree, self.degree])
 
 
 # ---------------------------------------------------------------------------- likelihood and posteriors
@@ -236,6 +279,25 @@ def posterior_moments(x: np.ndarray, logpost: np.ndarray) -> dict:
     return out
 
 
+def reference_scatter(make_surface, nodes: np.ndarray, node_stats: np.ndarray, like, n_boot: int,
+                      seed: int = 0, n_fine: int = 201) -> dict:
+    """Standard deviation of the direct posterior means over `n_boot` bootstrap resamplings of the
+    realisations of every node (`node_stats`: (nodes, R, bins) omega): the reference's own noise."""
+    rng = np.random.default_rng([_SEED_TAG, seed])
+    n_nodes, n_real = node_stats.shape[:2]
+    means = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(n_boot):
+            pick = rng.integers(0, n_real, size=(n_nodes, n_real))
+            resampled = np.take_along_axis(node_stats, pick[:, :, None], axis=1)
+            surface = make_surface(nodes, np.nanmean(resampled, axis=1), None)
+            m = posterior_moments(*grid_posterior(like, surface, n_fine))
+            means.append([m["mu_cen"]["mean"], m["mu_sat"]["mean"]])
+    sd = np.std(np.array(means), axis=0, ddof=1) if n_boot > 1 else np.full(2, np.nan)
+    return {"n_boot": int(n_boot), "mu_cen": float(sd[0]), "mu_sat": float(sd[1])}
+
+
 def emulator_mcmc(artifact: str | None, sample: int, seed: int, max_samples: int = 10**7,
                   rminus1: float = 0.01) -> dict:
     """Cobaya mcmc of the emulator posterior (IAEmu + TNG300Likelihood): means, stds (first 30% dropped),
@@ -267,15 +329,17 @@ def emulator_mcmc(artifact: str | None, sample: int, seed: int, max_samples: int
     return out
 
 
-def compare(direct: dict, emulator: dict) -> dict:
-    """|emulator mean - direct mean| in units of the direct sigma, and of the two sigmas in quadrature."""
+def compare(direct: dict, emulator: dict, scatter: dict | None = None) -> dict:
+    """|emulator mean - direct mean| in units of the direct sigma, and of the two sigmas in quadrature;
+    with `scatter` (reference_scatter) also the reference's own noise in units of the direct sigma."""
     out = {}
     for name in ("mu_cen", "mu_sat"):
         d, e = direct[name], emulator[name]
         diff = e["mean"] - d["mean"]
         out[name] = {"difference": diff, "in_direct_sigma": abs(diff) / d["std"],
                      "in_combined_sigma": abs(diff) / math.hypot(d["std"], e["std"]),
-                     "std_ratio": e["std"] / d["std"]}
+                     "std_ratio": e["std"] / d["std"],
+                     "reference_scatter_in_direct_sigma": (scatter[name] / d["std"] if scatter else float("nan"))}
     return out
 
 
@@ -314,7 +378,8 @@ def _posterior_figure(path_base: Path, x, lp_direct, lp_emu, mcmc, sample, label
     plt.close(fig)
 
 
-def _statistics_figure(path_base: Path, mock_stats, emu_at_mock, emu_at_emu, sample, point, emu_point):
+def _statistics_figure(path_base: Path, mock_stats, emu_at_mock, emu_at_emu, sample, point, emu_point,
+                       direct_omega=None, n_node_realisations: int = 0):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -340,6 +405,10 @@ def _statistics_figure(path_base: Path, mock_stats, emu_at_mock, emu_at_emu, sam
                         label="emulator, same point ($\\pm$ aleatoric)")
         if emu_at_emu is not None:
             ax.plot(r, scale * emu_at_emu[stat][0], "--", color="#d6604d", lw=1, label="emulator at its own mean")
+        if stat == "omega" and direct_omega is not None:
+            ax.plot(r, direct_omega, color="#08306b", lw=1.2,
+                    label=f"halotools-IA expectation (surrogate of {n_node_realisations} realisations)")
+            ax.legend(fontsize=7)
         d = load_tng300(sample, stat)
         ds = d["r"] if stat == "xi" else np.ones_like(d["r"])
         ax.errorbar(d["r"], ds * d["value"], yerr=ds * d["err"], fmt="s", mfc="none", color="k", ms=3,
@@ -359,6 +428,17 @@ def _statistics_figure(path_base: Path, mock_stats, emu_at_mock, emu_at_emu, sam
     plt.close(fig)
 
 
+def _scatter_text(report: dict) -> str:
+    b = report["direct"].get("bootstrap_scatter_of_means")
+    if not b:
+        return ""
+    c = report["comparison"]
+    return (f" The reference's own noise (standard deviation of its posterior means over {b['n_boot']} bootstrap "
+            f"resamplings of the node realisations): {b['mu_cen']:.4f} in mu_cen, {b['mu_sat']:.4f} in mu_sat, i.e. "
+            f"{c['mu_cen']['reference_scatter_in_direct_sigma']:.2f} and "
+            f"{c['mu_sat']['reference_scatter_in_direct_sigma']:.2f} sigma_direct.")
+
+
 def _markdown(report: dict) -> str:
     s = report["sample"]
     d, e, g, c = (report["direct"]["posterior"], report["emulator"].get("mcmc"), report["emulator"]["grid"],
@@ -366,9 +446,12 @@ def _markdown(report: dict) -> str:
     lines = [f"## TNG300 sample {s}: emulator vs halotools-IA (generated by `iaemu-validate`)", "",
              f"Catalog `{report['catalog']['id']}` (hash `{report['catalog']['hash'][:12]}`), artifact "
              f"`{report['emulator']['artifact']}`; grid {report['direct']['grid']}x{report['direct']['grid']} nodes, "
-             f"{report['direct']['realisations']} realisations each, polynomial degree "
-             f"{report['direct']['degree']} (reduced chi2 of the fit vs node noise: "
-             f"{report['direct']['surrogate_reduced_chi2']:.2f}).", "",
+             f"{report['direct']['realisations']} realisations each; surrogate: "
+             f"{report['direct']['surrogate_description']} (reduced chi2 of the fit vs node noise: "
+             f"{report['direct']['surrogate_reduced_chi2']:.2f}; a correct surrogate gives about "
+             f"{report['direct']['surrogate_reduced_chi2_expected']:.2f} with errors from "
+             f"{report['direct']['realisations']} realisations)."
+             + _scatter_text(report), "",
              "| parameter | halotools-IA (grid) | emulator (mcmc) | emulator (grid) | difference / sigma_direct |"
              " std ratio |", "|---|---|---|---|---|---|"]
     for name in ("mu_cen", "mu_sat"):
@@ -390,6 +473,11 @@ def _markdown(report: dict) -> str:
                   f"{t['mock_mcmc_estimate_s']:.3g} s ({t['mock_mcmc_estimate_s'] / 3600:.3g} h) |",
                   f"| speed-up, emulator mcmc vs halotools-IA grid (node-seconds) | {t['speedup_vs_grid']:.3g} x |",
                   f"| speed-up, emulator mcmc vs estimated halotools-IA mcmc | {t['speedup_vs_mcmc_estimate']:.3g} x |"]
+    resid = np.asarray(report.get("emulator_minus_direct_omega_at_direct_mean_in_data_err", []))
+    if resid.size:
+        lines += ["", f"Emulator minus halotools-IA expectation of omega at the halotools-IA posterior mean, in units "
+                      f"of the TNG300 errors, over the {resid.size} fitted bins: mean {resid.mean():+.2f}, rms "
+                      f"{np.sqrt(np.mean(resid**2)):.2f}, largest {resid[np.argmax(np.abs(resid))]:+.2f}."]
     lines += ["", f"Figures: `{report['figures']['posterior']}.png`, `{report['figures']['statistics']}.png`.", ""]
     return "\n".join(lines)
 
@@ -405,8 +493,13 @@ def _parser():
     p.add_argument("--grid", type=int, default=9, help="nodes per axis of the (mu_cen, mu_sat) grid (default 9)")
     p.add_argument("--realisations", type=int, default=DEFAULT_REALISATIONS,
                    help=f"full mock realisations per node (default {DEFAULT_REALISATIONS})")
+    p.add_argument("--surrogate", choices=("alignment", "legendre"), default="alignment",
+                   help="surrogate of the nodes' mean omega: the exact form a(r) P2(mu_cen) + b(r) P2(mu_sat) "
+                        "(default) or a Legendre polynomial (--degree)")
     p.add_argument("--degree", type=int, default=None,
-                   help="polynomial degree per parameter of the surrogate (default min(5, grid - 2))")
+                   help="with --surrogate legendre: degree per parameter (default min(5, grid - 2))")
+    p.add_argument("--bootstrap", type=int, default=100,
+                   help="resamplings of the node realisations for the reference's own scatter (default 100; 0: none)")
     p.add_argument("--fine", type=int, default=201, help="fine-grid points per axis for the posteriors (default 201)")
     p.add_argument("--workers", type=int, default=1, help="mock processes (default 1)")
     p.add_argument("--threads", type=int, default=None,
@@ -427,9 +520,18 @@ def main(argv=None):
     for name in ("grid", "realisations", "workers", "fine"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name} {getattr(args, name)}: must be a positive integer")
-    degree = args.degree if args.degree is not None else min(5, args.grid - 2)
-    if not 1 <= degree <= args.grid - 1:
-        raise SystemExit(f"--degree {degree}: must lie in [1, grid - 1 = {args.grid - 1}]")
+    if args.bootstrap < 0:
+        raise SystemExit(f"--bootstrap {args.bootstrap}: must be 0 (none) or a positive integer")
+    if args.surrogate == "legendre":
+        degree = args.degree if args.degree is not None else min(5, args.grid - 2)
+        if not 1 <= degree <= args.grid - 1:
+            raise SystemExit(f"--degree {degree}: must lie in [1, grid - 1 = {args.grid - 1}]")
+        make_surface = lambda x, y, sigma: PolynomialSurface(x, y, degree, sigma=sigma)  # noqa: E731
+    else:
+        if args.degree is not None:
+            raise SystemExit("--degree applies to --surrogate legendre only")
+        degree = None
+        make_surface = AlignmentSurface
 
     from iaemu_theory.emulator import Emulator
     from iaemu_theory.theory import resolve_artifact
@@ -466,17 +568,16 @@ def main(argv=None):
                        threads=args.threads, progress=not args.no_progress)
     grid_wall = time.perf_counter() - t0
     omega_idx = STATISTICS.index("omega")
+    node_x = nodes.reshape(-1, 2)
+    node_omega = np.array([results[k][0][:, omega_idx] for k in tasks])          # (nodes, R, bins)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        means = np.array([[np.nanmean(results[(i, j)][0][:, omega_idx], axis=0) for j in range(args.grid)]
-                          for i in range(args.grid)])
-        noise = np.array([[np.nanstd(results[(i, j)][0][:, omega_idx], axis=0, ddof=1)
-                           / np.sqrt(args.realisations) for j in range(args.grid)] for i in range(args.grid)])
+        means = np.nanmean(node_omega, axis=1)
+        noise = np.nanstd(node_omega, axis=1, ddof=1) / np.sqrt(args.realisations)
     node_walls = np.array([results[k][2] for k in tasks])
     n_gal = np.array([np.mean(results[k][1]) for k in tasks])
     try:
-        surface = PolynomialSurface(nodes.reshape(-1, 2), means.reshape(-1, BIN_CENTRES.size), degree,
-                                    sigma=noise.reshape(-1, BIN_CENTRES.size) if args.realisations > 1 else None)
+        surface = make_surface(node_x, means, noise if args.realisations > 1 else None)
     except ValueError as err:
         raise SystemExit(f"iaemu-validate: {err}") from None
 
@@ -484,6 +585,9 @@ def main(argv=None):
     like = mock_likelihood(args.sample, emu.r)
     x, lp_direct = grid_posterior(like, surface, args.fine)
     direct = posterior_moments(x, lp_direct)
+    scatter = None
+    if args.bootstrap and args.realisations > 1:
+        scatter = reference_scatter(make_surface, node_x, node_omega, like, args.bootstrap, args.seed, args.fine)
 
     def emu_omega(pts):
         full = np.column_stack([pts, np.tile([hod[n] for n in emu.param_names[2:]], (len(pts), 1))])
@@ -493,13 +597,18 @@ def main(argv=None):
     emu_grid = posterior_moments(x, lp_emu)
     print("running Cobaya mcmc on the emulator posterior ...", flush=True)
     mcmc = emulator_mcmc(artifact, args.sample, args.seed, args.mcmc_max_samples, args.rminus1)
-    comparison = compare(direct, mcmc)
+    comparison = compare(direct, mcmc, scatter)
 
     # 3. a fresh mock at the direct posterior mean, for the statistics figure
     mean_point = point(direct["mu_cen"]["mean"], direct["mu_sat"]["mean"])
     at_mean = run_grid(catalog, args.catalog, {"at_mean": (mean_point, node_seed(args.seed, args.sample, 2**31, 0))},
-                       work, args.realisations, workers=1, threads=args.threads, progress=False)["at_mean"]
+                       work, args.realisations, workers=1, threads=args.threads, progress=False,
+                       replace_stale=True)["at_mean"]
     emu_at_mock = emu.predict(mean_point)
+    direct_at_mean = surface(np.array([[mean_point["mu_cen"], mean_point["mu_sat"]]]))[0]
+    data_err = np.sqrt(np.diag(like.cov_data))
+    emu_residual = ((like.model_vector({"omega": emu_at_mock["omega"][0]})
+                     - like.model_vector({"omega": direct_at_mean})) / data_err)
     emu_at_emu = emu.predict(point(mcmc["mu_cen"]["mean"], mcmc["mu_sat"]["mean"]))
 
     node_s = float(np.mean(node_walls))
@@ -513,16 +622,22 @@ def main(argv=None):
     _posterior_figure(out / figures["posterior"], x, lp_direct, lp_emu, mcmc, args.sample,
                       ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"))
     _statistics_figure(out / figures["statistics"], at_mean[0], emu_at_mock, emu_at_emu, args.sample,
-                       mean_point, {n: mcmc[n]["mean"] for n in ("mu_cen", "mu_sat")})
+                       mean_point, {n: mcmc[n]["mean"] for n in ("mu_cen", "mu_sat")},
+                       direct_omega=direct_at_mean, n_node_realisations=int(np.isfinite(node_omega[:, :, 0]).sum()))
     report = {
         "sample": args.sample, "hod": hod,
         "catalog": {"id": str(catalog.catalog_id), "hash": str(getattr(catalog, "catalog_hash", "")),
                     "name": args.catalog},
-        "direct": {"grid": args.grid, "realisations": args.realisations, "degree": degree, "seed": args.seed,
+        "direct": {"grid": args.grid, "realisations": args.realisations, "surrogate": args.surrogate,
+                   "surrogate_description": surface.description, "degree": degree, "seed": args.seed,
                    "surrogate_reduced_chi2": surface.reduced_chi2 if surface.reduced_chi2 is not None else float("nan"),
+                   "surrogate_reduced_chi2_expected": ((args.realisations - 1) / (args.realisations - 3)
+                                                       if args.realisations > 3 else float("nan")),
+                   "bootstrap_scatter_of_means": scatter,
                    "mean_galaxies": float(n_gal.mean()), "posterior": direct, "work": str(work)},
         "emulator": {"artifact": artifact or "(shipped default)", "mcmc": mcmc, "grid": emu_grid},
         "comparison": comparison, "timing": timing, "figures": figures,
+        "emulator_minus_direct_omega_at_direct_mean_in_data_err": emu_residual.tolist(),
         "data": {"r": like.blocks[0][1].tolist(), "omega": like.data_vector.tolist(),
                  "err": np.sqrt(np.diag(like.cov_data)).tolist()},
     }
