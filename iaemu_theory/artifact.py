@@ -7,10 +7,11 @@ The file is `torch.save` of a plain dict (tensors, strings, numbers) and is read
   format_version    int
   state_dict        {name: tensor}         IAEmuNetwork weights and BatchNorm statistics
   weights_sha256    str                    digest of state_dict (names, dtypes, shapes, bytes)
-  input_mean/std    float64 (7,)           z-scoring of the parameters, PARAM_NAMES order
+  input_mean/std    float64 (7,)           z-scoring of the encoded parameters, PARAM_NAMES order
   output_mean/scale float64 (n_stat,)      one mean and one scale per statistic (xi in ln xi)
   bin_edges         float64 (n_bins + 1,)  Mpc/h
-  metadata_json     str (JSON)             param_names, statistics, transforms, network config, domain,
+  metadata_json     str (JSON)             param_names, statistics, transforms, input_encoding (absent:
+                                           "identity"), network config, domain,
                                            dataset hash, metrics, training record, library versions
 """
 from __future__ import annotations
@@ -34,6 +35,9 @@ FORMAT_NAME = "iaemu-emulator-artifact"
 FORMAT_VERSION = 1
 #: How each statistic is transformed before z-scoring (and back-transformed by the emulator).
 TRANSFORMS = {"xi": "ln", "omega": "identity", "eta": "identity"}
+#: How the parameters enter the network before z-scoring. "alignment_p2": mu_cen and mu_sat become
+#: mean_p2(mu) (iaemu_theory.alignment), in which the expected omega is linear and eta quadratic.
+INPUT_ENCODINGS = ("identity", "alignment_p2")
 #: Where the package's trained emulator lives.
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "iaemu_default.pt"
 
@@ -60,6 +64,7 @@ class Artifact:
     versions: dict = field(default_factory=dict)
     weights_sha256: str | None = None
     path: Path | None = None
+    input_encoding: str = "identity"
 
     @property
     def statistics(self) -> tuple[str, ...]:
@@ -71,6 +76,7 @@ class Artifact:
             "param_names": list(PARAM_NAMES),
             "statistics": list(self.statistics),
             "transforms": {s: TRANSFORMS[s] for s in self.statistics},
+            "input_encoding": self.input_encoding,
             "network_config": self.config.to_dict(),
             "domain": self.domain,
             "dataset_hash": self.dataset_hash,
@@ -172,6 +178,9 @@ def load_artifact(path) -> Artifact:
         if meta.get("transforms", {}).get(s) != TRANSFORMS[s]:
             raise ArtifactError(f"artifact {path}: statistic {s} uses transform {meta.get('transforms', {}).get(s)!r}, "
                                 f"expected {TRANSFORMS[s]!r}")
+    encoding = meta.get("input_encoding", "identity")
+    if encoding not in INPUT_ENCODINGS:
+        raise ArtifactError(f"artifact {path}: input_encoding {encoding!r}; this iaemu knows {list(INPUT_ENCODINGS)}")
     try:
         config = NetworkConfig.from_dict(meta["network_config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -202,9 +211,22 @@ def load_artifact(path) -> Artifact:
                    bin_edges=values["bin_edges"], domain=meta.get("domain") or Domain().to_dict(),
                    dataset_hash=meta.get("dataset_hash"), metrics=meta.get("metrics") or {},
                    training=meta.get("training") or {}, versions=meta.get("versions") or {},
-                   weights_sha256=blob["weights_sha256"], path=path)
+                   weights_sha256=blob["weights_sha256"], path=path, input_encoding=encoding)
     art.build_network()     # shape check of every weight against the config
     return art
+
+
+def encode_params(x, encoding: str):
+    """Parameters (torch tensor (n, 7), PARAM_NAMES order) as the network sees them before z-scoring;
+    differentiable. The one implementation used by training and prediction."""
+    if encoding == "identity":
+        return x
+    if encoding == "alignment_p2":
+        from .alignment import mean_p2_torch
+
+        return torch.stack([mean_p2_torch(x[:, j]) if name in ("mu_cen", "mu_sat") else x[:, j]
+                            for j, name in enumerate(PARAM_NAMES)], dim=1)
+    raise ValueError(f"input_encoding {encoding!r}; expected one of {list(INPUT_ENCODINGS)}")
 
 
 #: Rough physical scalers for an untrained artifact (ln xi, omega, eta), so its outputs look like the real ones.
@@ -212,7 +234,7 @@ _RANDOM_OUTPUT_SCALERS = {"xi": (1.0, 2.5), "omega": (0.05, 0.1), "eta": (0.01, 
 
 
 def make_random_artifact(path, tiny: bool = False, domain: Domain | None = None, seed: int = 0,
-                         statistics=STATISTICS) -> Path:
+                         statistics=STATISTICS, input_encoding: str = "identity") -> Path:
     """An untrained but valid artifact (for tests of code built on the emulator)."""
     domain = domain or Domain()
     cfg = NetworkConfig.tiny() if tiny else NetworkConfig.paper()
@@ -225,12 +247,13 @@ def make_random_artifact(path, tiny: bool = False, domain: Domain | None = None,
             with torch.no_grad():
                 dec.out.weight[1].normal_(0.0, 0.05, generator=gen)
     box = domain.box()
-    lo = np.array([box[n][0] for n in PARAM_NAMES])
-    hi = np.array([box[n][1] for n in PARAM_NAMES])
+    corners = torch.tensor([[box[n][0] for n in PARAM_NAMES], [box[n][1] for n in PARAM_NAMES]], dtype=torch.float64)
+    lo, hi = encode_params(corners, input_encoding).numpy()     # every encoding is monotone in each parameter
     art = Artifact(config=cfg, state_dict=net.state_dict(), input_mean=0.5 * (lo + hi),
                    input_std=(hi - lo) / np.sqrt(12.0),
                    output_mean=np.array([_RANDOM_OUTPUT_SCALERS[s][0] for s in cfg.statistics]),
                    output_scale=np.array([_RANDOM_OUTPUT_SCALERS[s][1] for s in cfg.statistics]),
                    domain=domain.to_dict(), dataset_hash=None,
-                   training={"untrained": True, "seed": seed}, versions=library_versions())
+                   training={"untrained": True, "seed": seed}, versions=library_versions(),
+                   input_encoding=input_encoding)
     return save_artifact(path, art)

@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .artifact import DEFAULT_ARTIFACT, Artifact, ArtifactError, load_artifact, make_random_artifact
+from .artifact import DEFAULT_ARTIFACT, Artifact, ArtifactError, encode_params, load_artifact, make_random_artifact
 from .conventions import PARAM_NAMES
 from .domain import Domain
 from .network import FoldedIAEmu
@@ -160,7 +160,8 @@ class Emulator:
         return value, var * scale**2
 
     def _epistemic(self, x, statistics, values, mc_passes, seed):
-        """Variance over MC-dropout passes of the back-transformed mean, one batched forward per chunk."""
+        """Variance over MC-dropout passes of the back-transformed mean, one batched forward per chunk
+        (x already encoded)."""
         n = x.shape[0]
         cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
             if self.device.type == "cuda" else []
@@ -206,6 +207,7 @@ class Emulator:
     def _predict(self, x, statistics, mc_passes, seed):
         if mc_passes < 0 or mc_passes == 1:
             raise ValueError(f"mc_passes={mc_passes}: expected 0 (no epistemic variance) or >= 2")
+        x = encode_params(x, self.artifact.input_encoding)
         n = x.shape[0]
         if n <= self.max_rows:
             pred = self.folded(x, statistics)
@@ -242,7 +244,8 @@ class Emulator:
         p = self.params_array(params)
         parts = []
         with torch.inference_mode():
-            x = torch.from_numpy(p).to(device=self.device, dtype=self.dtype)
+            x = encode_params(torch.from_numpy(p).to(device=self.device, dtype=self.dtype),
+                              self.artifact.input_encoding)
             self.network.eval()
             for i in range(0, x.shape[0], self.max_rows):
                 pred = self.network((x[i:i + self.max_rows] - self._in_mean) / self._in_std, statistics)

@@ -236,6 +236,39 @@ def test_init_from_fine_tunes_a_trained_artifact_and_refuses_other_data(toy, tra
                 init_from=base)
 
 
+def test_alignment_p2_encoding_is_recorded_and_applied_by_the_emulator(toy, trained, tmp_path):
+    """--input-encoding alignment_p2: the network sees mean_p2(mu) for mu_cen and mu_sat; the artifact records
+    it and the emulator applies it (folded, unfolded and MC-dropout paths agree with the plain network on the
+    encoded inputs); fine-tuning across encodings is refused."""
+    from iaemu_theory.alignment import mean_p2
+
+    ds, rows, _ = T.load_splits(toy, log=lambda *a: None)
+    sc = T.Scalers.fit(ds, rows["train"], "alignment_p2")
+    x, _, _ = sc.standardise(T.targets(ds, rows["train"]))
+    p2 = mean_p2(ds.params[rows["train"], :2])
+    np.testing.assert_allclose(x[:, :2], (p2 - p2.mean(axis=0)) / p2.std(axis=0), atol=1e-9)
+    np.testing.assert_allclose(x[:, 2:], (ds.params[rows["train"], 2:] - sc.input_mean[2:]) / sc.input_std[2:])
+
+    out = tmp_path / "enc.pt"
+    T.train(toy, out, fast_config(input_encoding="alignment_p2"), device="cpu", progress=False, log=lambda *a: None)
+    art = load_artifact(out)
+    assert art.input_encoding == "alignment_p2" and art.metadata()["input_encoding"] == "alignment_p2"
+    emu = Emulator.load(out, device="cpu", dtype="float64")
+    pts = emu.domain.from_unit(np.random.default_rng(5).random((6, 7)))
+    net = art.build_network().double()
+    enc = np.column_stack([mean_p2(pts[:, :2]), pts[:, 2:]])
+    with torch.no_grad():
+        ref = net(torch.as_tensor((enc - art.input_mean) / art.input_std), ["omega"])["omega"][0].numpy()
+    pred = emu.predict(pts, statistics=["omega"])["omega"]
+    np.testing.assert_allclose(pred, ref * art.output_scale[1] + art.output_mean[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(emu.predict_unfolded(pts, statistics=["omega"])["omega"], pred, rtol=1e-9, atol=1e-12)
+    assert np.all(emu.predict(pts, mc_passes=3, seed=0)["omega_epistemic_var"] >= 0)
+    with pytest.raises(ValueError, match="input encoding"):
+        T.train(toy, tmp_path / "x.pt", fast_config(), device="cpu", progress=False, log=lambda *a: None,
+                init_from=out)
+    assert load_artifact(trained[0]).input_encoding == "identity"
+
+
 def test_cli_errors(tmp_path, capsys):
     assert T.main(["--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iaemu_theory.artifact import Artifact, library_versions, save_artifact
+from iaemu_theory.artifact import INPUT_ENCODINGS, Artifact, encode_params, library_versions, save_artifact
 from iaemu_theory.conventions import STATISTICS
 from iaemu_theory.domain import Domain
 from iaemu_theory.network import IAEmuNetwork, NetworkConfig, count_parameters
@@ -77,6 +77,7 @@ class TrainConfig:
     dropout: float = 0.05             # 0.2 (the paper) measured worse on our 3.8k points; see docs/emulator.md
     lr_schedule: str = "step"         # "step" (the paper: x lr_gamma every lr_step_epochs) or "cosine"
     lr_min: float = 1e-6              # the cosine schedule's final learning rate
+    input_encoding: str = "identity"  # or "alignment_p2" (iaemu_theory.artifact.INPUT_ENCODINGS)
 
     def betas(self, epoch: int) -> dict:
         """beta per statistic at a (0-based) epoch."""
@@ -150,25 +151,32 @@ class Scalers:
     input_std: np.ndarray
     output_mean: np.ndarray     # (3,)
     output_scale: np.ndarray    # (3,)
+    input_encoding: str = "identity"
 
     @classmethod
-    def fit(cls, ds: Dataset, rows: np.ndarray) -> "Scalers":
-        """Inputs z-scored per feature; each statistic with one mean and scale over all realisations and bins."""
-        p = ds.params[rows]
+    def fit(cls, ds: Dataset, rows: np.ndarray, input_encoding: str = "identity") -> "Scalers":
+        """Encoded inputs z-scored per feature; each statistic with one mean and scale over all realisations
+        and bins."""
+        p = encode(ds.params[rows], input_encoding)
         t = transform(ds.stats[rows])
         mean = np.array([t[:, :, k, :].mean() for k in range(len(STATISTICS))])
         scale = np.array([t[:, :, k, :].std() for k in range(len(STATISTICS))])
         std = p.std(axis=0)
         std[std == 0] = 1.0
         scale[scale == 0] = 1.0
-        return cls(p.mean(axis=0), std, mean, scale)
+        return cls(p.mean(axis=0), std, mean, scale, input_encoding)
 
     def standardise(self, tg: Targets):
         """(x, ybar, s2) in network units."""
-        x = (tg.params - self.input_mean) / self.input_std
+        x = (encode(tg.params, self.input_encoding) - self.input_mean) / self.input_std
         ybar = (tg.ybar - self.output_mean[:, None]) / self.output_scale[:, None]
         s2 = tg.s2 / self.output_scale[:, None] ** 2
         return x, ybar, s2
+
+
+def encode(params: np.ndarray, input_encoding: str) -> np.ndarray:
+    """Parameters as the network sees them (the emulator's own `encode_params`, on numpy)."""
+    return encode_params(torch.as_tensor(np.asarray(params, dtype=np.float64)), input_encoding).numpy()
 
 
 def dataset_sha256(path) -> str:
@@ -319,6 +327,9 @@ def _initial_weights(init_from, net_cfg, data_hash, scalers) -> tuple[dict, dict
     if shape(art.config) != shape(net_cfg):
         raise ValueError(f"--init-from {init_from}: its network {shape(art.config)} differs from this run's "
                          f"{shape(net_cfg)}")
+    if art.input_encoding != scalers.input_encoding:
+        raise ValueError(f"--init-from {init_from}: its input encoding {art.input_encoding!r} differs from this "
+                         f"run's {scalers.input_encoding!r}")
     if art.dataset_hash != data_hash:
         raise ValueError(f"--init-from {init_from} was trained on another dataset (sha256 {art.dataset_hash[:12]}..., "
                          f"this one {data_hash[:12]}...)")
@@ -340,7 +351,7 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     dev = resolve_device(device)
     ds, rows, data_report = load_splits(data, log=log)
     data_hash = dataset_sha256(data)
-    scalers = Scalers.fit(ds, rows["train"])
+    scalers = Scalers.fit(ds, rows["train"], cfg.input_encoding)
 
     def to_dev(tg):
         x, ybar, s2 = scalers.standardise(tg)
@@ -496,7 +507,8 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     art = Artifact(config=net_cfg, state_dict=cpu_state, input_mean=scalers.input_mean,
                    input_std=scalers.input_std, output_mean=scalers.output_mean, output_scale=scalers.output_scale,
                    bin_edges=np.asarray(ds.bin_edges), domain=ds.attrs.get("domain") or Domain().to_dict(),
-                   dataset_hash=data_hash, metrics=metrics, training=summary, versions=library_versions())
+                   dataset_hash=data_hash, metrics=metrics, training=summary, versions=library_versions(),
+                   input_encoding=scalers.input_encoding)
     save_artifact(out, art)
     try:
         plot_losses(history, plot)
@@ -544,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", default=d.lr_schedule, choices=("step", "cosine"),
                    help="step: x lr-gamma every lr-step-epochs (the paper); cosine: anneal to --lr-min over --epochs")
     p.add_argument("--lr-min", type=float, default=d.lr_min, help="final learning rate of the cosine schedule")
+    p.add_argument("--input-encoding", default=d.input_encoding, choices=INPUT_ENCODINGS,
+                   help="how the parameters enter the network: as they are, or mu_cen and mu_sat as the mean P2 of "
+                        "the galaxy-axis angle (alignment_p2; omega is linear in it)")
     p.add_argument("--init-from", default=None, help="start from this artifact's weights (fine-tuning, same dataset)")
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
@@ -570,7 +585,8 @@ def main(argv=None) -> int:
                       lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma, grad_clip=args.grad_clip,
                       warmup_epochs=args.warmup_epochs, beta=args.beta, val_every=args.val_every,
                       patience=args.patience, seed=args.seed, network=args.config,
-                      dropout=args.dropout, lr_schedule=args.lr_schedule, lr_min=args.lr_min)
+                      dropout=args.dropout, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
+                      input_encoding=args.input_encoding)
     try:
         summary = train(args.data, args.out, cfg, device=args.device, resume=args.resume,
                         max_minutes=args.max_minutes, checkpoint=args.checkpoint, plot=args.plot,
