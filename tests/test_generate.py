@@ -298,6 +298,21 @@ def test_split_by_point_is_seeded_and_proportional():
         dsmod.split(big, 0, (0.5, 0.1, 0.1))
 
 
+def test_split_of_an_extended_design_keeps_the_earlier_labels():
+    ds = _cleaning_dataset()
+    big = ds.subset(np.concatenate([np.arange(8)] + [np.full(99, 7)]))
+    big.params = np.random.default_rng(0).random(big.params.shape)
+    first = dsmod.split(big.subset(np.arange(60)), seed=4)
+    ext = dsmod.split(big, seed=9, keep_from=first)
+    np.testing.assert_array_equal(ext.split[:60], first.split)
+    new = ext.split[60:]
+    assert np.sum(new == 0) == 33 and np.sum(new == 1) == 5 and np.sum(new == 2) == 9   # 47 new clean points
+    other = big.subset(np.arange(60))
+    other.params = other.params + 1.0
+    with pytest.raises(ValueError, match="not an extension"):
+        dsmod.split(big, seed=9, keep_from=dsmod.split(other, seed=4))
+
+
 def test_split_command_line(tmp_path, reference, capsys):
     path = tmp_path / "ref.h5"
     write_dataset(path, reference)

@@ -84,19 +84,37 @@ def clean(ds: Dataset, **kwargs) -> tuple[np.ndarray, dict]:
     return keep, report
 
 
-def split(ds: Dataset, seed: int, fractions=(0.7, 0.1, 0.2), **clean_kwargs) -> Dataset:
+def split(ds: Dataset, seed: int, fractions=(0.7, 0.1, 0.2), keep_from: Dataset | None = None,
+          **clean_kwargs) -> Dataset:
     """A copy of `ds` with the `split` column: clean points shuffled (by `seed`) into train /
     validation / test in `fractions`, removed points SPLIT_DROPPED. A point (all its realisations)
-    is never in two sets. The cleaning report goes to attrs["cleaning"]."""
+    is never in two sets. The cleaning report goes to attrs["cleaning"].
+
+    `keep_from`: an earlier split dataset whose points are the first rows of `ds` (an extended design):
+    those rows keep their labels (so a test point stays a test point) and only the others are shuffled.
+    """
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
         raise ValueError(f"fractions={fractions.tolist()} must be three non-negative numbers summing to 1")
     keep, report = clean(ds, **clean_kwargs)
-    idx = np.flatnonzero(keep)
+    n_kept_rows = 0
+    if keep_from is not None:
+        n_kept_rows = keep_from.n_points
+        if keep_from.split is None:
+            raise ValueError("keep_from has no split to keep")
+        if n_kept_rows > ds.n_points or not np.array_equal(keep_from.params, ds.params[:n_kept_rows]):
+            raise ValueError(f"keep_from's {n_kept_rows} points are not the first rows of this dataset "
+                             f"({ds.n_points} points): not an extension of it")
+        if not np.array_equal(keep_from.split != SPLIT_DROPPED, keep[:n_kept_rows]):
+            raise ValueError("keep_from was cleaned differently (other cleaning options?): its dropped points "
+                             "differ from this cleaning's")
+    idx = np.flatnonzero(keep[n_kept_rows:]) + n_kept_rows
     order = idx[np.random.default_rng(seed).permutation(idx.size)]
     n_train = int(round(fractions[0] * idx.size))
     n_val = int(round(fractions[1] * idx.size))
     labels = np.full(ds.n_points, SPLIT_DROPPED, np.int8)
+    if keep_from is not None:
+        labels[:n_kept_rows] = keep_from.split
     labels[order[:n_train]] = SPLIT_TRAIN
     labels[order[n_train:n_train + n_val]] = SPLIT_VALIDATION
     labels[order[n_train + n_val:]] = SPLIT_TEST
@@ -209,6 +227,8 @@ def main(argv=None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.1, 0.2])
     s.add_argument("--xi-positive", choices=("each", "mean"), default="each")
+    s.add_argument("--keep-split-from", default=None, metavar="FILE",
+                   help="an earlier split dataset whose points are this one's first rows: they keep their labels")
     q = sub.add_parser("summary", help="status, cleaning counts, split sizes, timings")
     q.add_argument("input")
     q.add_argument("--xi-positive", choices=("each", "mean"), default="each")
@@ -218,7 +238,12 @@ def main(argv=None) -> int:
         print(f"wrote {args.out}")
         print(summary_text(ds))
     elif args.command == "split":
-        ds = split(read_dataset(args.input), args.seed, args.fractions, xi_positive=args.xi_positive)
+        previous = read_dataset(args.keep_split_from) if args.keep_split_from else None
+        try:
+            ds = split(read_dataset(args.input), args.seed, args.fractions, keep_from=previous,
+                       xi_positive=args.xi_positive)
+        except ValueError as err:
+            raise SystemExit(f"python -m training.dataset split: {err}") from None
         ds.attrs["split_command"] = shlex.join(["python", "-m", "training.dataset"] + argv)
         write_dataset(args.out or args.input, ds)
         print(f"wrote {args.out or args.input}")
