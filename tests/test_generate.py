@@ -307,6 +307,11 @@ def test_split_of_an_extended_design_keeps_the_earlier_labels():
     np.testing.assert_array_equal(ext.split[:60], first.split)
     new = ext.split[60:]
     assert np.sum(new == 0) == 33 and np.sum(new == 1) == 5 and np.sum(new == 2) == 9   # 47 new clean points
+    unmeasured = first.subset(np.arange(60))          # a point pending then and measured now joins the new ones
+    unmeasured.split[10] = SPLIT_DROPPED
+    again = dsmod.split(big, seed=9, keep_from=unmeasured)
+    np.testing.assert_array_equal(np.delete(again.split[:60], 10), np.delete(first.split[:60], 10))
+    assert again.split[10] != SPLIT_DROPPED and np.sum(again.split != SPLIT_DROPPED) == np.sum(ext.split != SPLIT_DROPPED)
     other = big.subset(np.arange(60))
     other.params = other.params + 1.0
     with pytest.raises(ValueError, match="not an extension"):

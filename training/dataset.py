@@ -91,30 +91,32 @@ def split(ds: Dataset, seed: int, fractions=(0.7, 0.1, 0.2), keep_from: Dataset 
     is never in two sets. The cleaning report goes to attrs["cleaning"].
 
     `keep_from`: an earlier split dataset whose points are the first rows of `ds` (an extended design):
-    those rows keep their labels (so a test point stays a test point) and only the others are shuffled.
+    its train/validation/test points keep their labels (so a test point stays a test point); the other
+    clean points (new ones, and earlier ones that were not measured then) are shuffled in `fractions`.
     """
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
         raise ValueError(f"fractions={fractions.tolist()} must be three non-negative numbers summing to 1")
     keep, report = clean(ds, **clean_kwargs)
-    n_kept_rows = 0
+    labelled = np.zeros(ds.n_points, dtype=bool)
     if keep_from is not None:
-        n_kept_rows = keep_from.n_points
+        n_old = keep_from.n_points
         if keep_from.split is None:
             raise ValueError("keep_from has no split to keep")
-        if n_kept_rows > ds.n_points or not np.array_equal(keep_from.params, ds.params[:n_kept_rows]):
-            raise ValueError(f"keep_from's {n_kept_rows} points are not the first rows of this dataset "
+        if n_old > ds.n_points or not np.array_equal(keep_from.params, ds.params[:n_old]):
+            raise ValueError(f"keep_from's {n_old} points are not the first rows of this dataset "
                              f"({ds.n_points} points): not an extension of it")
-        if not np.array_equal(keep_from.split != SPLIT_DROPPED, keep[:n_kept_rows]):
-            raise ValueError("keep_from was cleaned differently (other cleaning options?): its dropped points "
-                             "differ from this cleaning's")
-    idx = np.flatnonzero(keep[n_kept_rows:]) + n_kept_rows
+        labelled[:n_old] = keep_from.split != SPLIT_DROPPED
+        if np.any(labelled & ~keep):
+            raise ValueError("keep_from was cleaned differently (other cleaning options?): some of its split "
+                             "points are removed by this cleaning")
+    idx = np.flatnonzero(keep & ~labelled)
     order = idx[np.random.default_rng(seed).permutation(idx.size)]
     n_train = int(round(fractions[0] * idx.size))
     n_val = int(round(fractions[1] * idx.size))
     labels = np.full(ds.n_points, SPLIT_DROPPED, np.int8)
     if keep_from is not None:
-        labels[:n_kept_rows] = keep_from.split
+        labels[labelled] = keep_from.split[labelled[:keep_from.n_points]]
     labels[order[:n_train]] = SPLIT_TRAIN
     labels[order[n_train:n_train + n_val]] = SPLIT_VALIDATION
     labels[order[n_train + n_val:]] = SPLIT_TEST
