@@ -639,7 +639,7 @@ def main(argv=None):
         "comparison": comparison, "timing": timing, "figures": figures,
         "emulator_minus_direct_omega_at_direct_mean_in_data_err": emu_residual.tolist(),
         "data": {"r": like.blocks[0][1].tolist(), "omega": like.data_vector.tolist(),
-                 "err": np.sqrt(np.diag(like.cov_data)).tolist()},
+                 "err": data_err.tolist()},
     }
     (out / f"{base}.json").write_text(json.dumps(report, indent=1, default=float))
     (out / f"{base}.md").write_text(_markdown(report))
