@@ -218,7 +218,7 @@ def test_cosine_schedule_ends_at_lr_min_and_bad_schedule_is_named():
         T.TrainConfig(lr_schedule="linear").scheduler(opt)
 
 
-def test_init_from_fine_tunes_a_trained_artifact_and_refuses_other_data(toy, trained, tmp_path):
+def test_init_from_fine_tunes_a_trained_artifact_and_continues_on_other_data(toy, trained, tmp_path):
     base, _ = trained
     out = tmp_path / "tuned.pt"
     # a different dropout rate is allowed (same weights), as the shipped artifact's last stage does
@@ -230,10 +230,19 @@ def test_init_from_fine_tunes_a_trained_artifact_and_refuses_other_data(toy, tra
     assert load_artifact(out).config.dropout == 0.01
     # it starts where the trained artifact ended, far below a fresh network's first validation
     assert s["history"]["val_combined"][0] < load_artifact(base).metrics["validation"]["combined"] + 0.3
+    # on another dataset (an extended design) it keeps the artifact's standardisation, and says so
     other = make_toy_dataset(tmp_path / "other.h5", n_points=60, seed=1)
-    with pytest.raises(ValueError, match="another dataset"):
-        T.train(other, tmp_path / "x.pt", fast_config(), device="cpu", progress=False, log=lambda *a: None,
-                init_from=base)
+    ds, rows, _ = T.load_splits(other, log=lambda *a: None)
+    own = T.Scalers.fit(ds, rows["train"])
+    assert not np.allclose(own.output_mean, load_artifact(base).output_mean)
+    said = []
+    s = T.train(other, tmp_path / "x.pt", fast_config(epochs=2, warmup_epochs=0), device="cpu", progress=False,
+                log=said.append, init_from=base)
+    assert any("another dataset" in line and "keeping its standardisation" in line for line in said)
+    assert s["initialised_from"]["dataset_sha256"] == load_artifact(base).dataset_hash
+    tuned, first = load_artifact(tmp_path / "x.pt"), load_artifact(base)
+    for key in ("input_mean", "input_std", "output_mean", "output_scale"):
+        np.testing.assert_array_equal(getattr(tuned, key), getattr(first, key))
 
 
 def test_alignment_p2_encoding_is_recorded_and_applied_by_the_emulator(toy, trained, tmp_path):

@@ -20,7 +20,8 @@ to `--lr-min` over the run (`--lr-schedule cosine`), gradient-norm clipping, val
 best validation state is what the artifact ships. A checkpoint is written at every validation; `--resume`
 continues bit-for-bit on the same device. `--max-minutes` stops cleanly (checkpoint + artifact of the best
 state so far, exit status 75) before a time limit. `--init-from ARTIFACT` starts from a trained artifact's
-weights (fine-tuning on the same dataset) with a fresh optimiser.
+weights with a fresh optimiser: fine-tuning on the same dataset, or continuing on an extended one (then with the
+artifact's standardisation).
 
 BatchNorm statistics. During training each BatchNorm layer keeps an exponential moving average of batch
 statistics, dominated by the last few batches of an epoch; through a dozen layers that noise moved the
@@ -317,9 +318,11 @@ def recalibrate_batchnorm(net, x, batch_size: int, passes: int = 2, seed: int = 
     return net
 
 
-def _initial_weights(init_from, net_cfg, data_hash, scalers) -> tuple[dict, dict]:
-    """Weights and provenance of an artifact to fine-tune from; it must share the network (the dropout rate
-    may differ) and the data."""
+def _initial_weights(init_from, net_cfg, data_hash, scalers, log=print) -> tuple[dict, dict, "Scalers"]:
+    """Weights, provenance and standardisation of an artifact to fine-tune from. It must share the network (the
+    dropout rate may differ) and the input encoding. On its own dataset its standardisation must equal this
+    training split's; on another dataset (an extended design, another catalog) the run keeps the artifact's
+    standardisation, so the weights go on computing the same function in the same units."""
     from iaemu_theory.artifact import load_artifact
 
     art = load_artifact(init_from)
@@ -330,13 +333,19 @@ def _initial_weights(init_from, net_cfg, data_hash, scalers) -> tuple[dict, dict
     if art.input_encoding != scalers.input_encoding:
         raise ValueError(f"--init-from {init_from}: its input encoding {art.input_encoding!r} differs from this "
                          f"run's {scalers.input_encoding!r}")
-    if art.dataset_hash != data_hash:
-        raise ValueError(f"--init-from {init_from} was trained on another dataset (sha256 {art.dataset_hash[:12]}..., "
-                         f"this one {data_hash[:12]}...)")
-    if not (np.allclose(art.input_mean, scalers.input_mean) and np.allclose(art.output_scale, scalers.output_scale)):
-        raise ValueError(f"--init-from {init_from}: its standardisation differs from this dataset's training split")
     earlier = {k: v for k, v in (art.training or {}).items() if k != "history"}
-    return art.state_dict, {"artifact": str(init_from), "weights_sha256": art.weights_sha256, "training": earlier}
+    provenance = {"artifact": str(init_from), "weights_sha256": art.weights_sha256, "training": earlier,
+                  "dataset_sha256": art.dataset_hash}
+    if art.dataset_hash == data_hash:
+        if not (np.allclose(art.input_mean, scalers.input_mean) and np.allclose(art.output_scale, scalers.output_scale)):
+            raise ValueError(f"--init-from {init_from}: its standardisation differs from this dataset's training split")
+        return art.state_dict, provenance, scalers
+    log(f"--init-from {init_from} was trained on another dataset (sha256 {str(art.dataset_hash)[:12]}..., this one "
+        f"{data_hash[:12]}...): keeping its standardisation. Its training points must not be validation or test "
+        f"points here (extend a design with `training.dataset split --keep-split-from`).")
+    kept = Scalers(np.asarray(art.input_mean), np.asarray(art.input_std), np.asarray(art.output_mean),
+                   np.asarray(art.output_scale), art.input_encoding)
+    return art.state_dict, provenance, kept
 
 
 def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=None, checkpoint=None,
@@ -352,6 +361,10 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     ds, rows, data_report = load_splits(data, log=log)
     data_hash = dataset_sha256(data)
     scalers = Scalers.fit(ds, rows["train"], cfg.input_encoding)
+    net_cfg = replace(NetworkConfig.named(cfg.network), dropout=cfg.dropout)
+    provenance = None
+    if init_from is not None:
+        weights, provenance, scalers = _initial_weights(init_from, net_cfg, data_hash, scalers, log=log)
 
     def to_dev(tg):
         x, ybar, s2 = scalers.standardise(tg)
@@ -366,11 +379,8 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     np.random.seed(cfg.seed)
     if dev.type == "cuda":
         torch.cuda.manual_seed_all(cfg.seed)
-    net_cfg = replace(NetworkConfig.named(cfg.network), dropout=cfg.dropout)
     net = IAEmuNetwork(net_cfg).to(dev)
-    provenance = None
     if init_from is not None:
-        weights, provenance = _initial_weights(init_from, net_cfg, data_hash, scalers)
         net.load_state_dict(weights, strict=True)
         log(f"initialised from {init_from} (trained {provenance['training'].get('epochs_run')} epochs)")
     opt_kw = {"fused": True} if dev.type == "cuda" else {}
@@ -559,7 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-encoding", default=d.input_encoding, choices=INPUT_ENCODINGS,
                    help="how the parameters enter the network: as they are, or mu_cen and mu_sat as the mean P2 of "
                         "the galaxy-axis angle (alignment_p2; omega is linear in it)")
-    p.add_argument("--init-from", default=None, help="start from this artifact's weights (fine-tuning, same dataset)")
+    p.add_argument("--init-from", default=None,
+                   help="start from this artifact's weights (fine-tuning; on another dataset, e.g. an extended "
+                        "design, its standardisation is kept)")
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
     p.add_argument("--beta", type=_parse_beta, default=d.beta, help="after warm-up, e.g. xi=0.9,omega=0.5,eta=0.5")
