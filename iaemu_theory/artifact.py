@@ -185,6 +185,9 @@ def load_artifact(path) -> Artifact:
         config = NetworkConfig.from_dict(meta["network_config"])
     except (KeyError, TypeError, ValueError) as err:
         raise ArtifactError(f"artifact {path}: invalid network config ({err})") from None
+    if config.output_form == "alignment" and encoding != "alignment_p2":
+        raise ArtifactError(f"artifact {path}: output_form 'alignment' needs input_encoding 'alignment_p2', "
+                            f"not {encoding!r}")
     if tuple(config.statistics) != stats:
         raise ArtifactError(f"artifact {path}: network decoders {config.statistics} differ from statistics {stats}")
     state = blob["state_dict"]
@@ -234,18 +237,18 @@ _RANDOM_OUTPUT_SCALERS = {"xi": (1.0, 2.5), "omega": (0.05, 0.1), "eta": (0.01, 
 
 
 def make_random_artifact(path, tiny: bool = False, domain: Domain | None = None, seed: int = 0,
-                         statistics=STATISTICS, input_encoding: str = "identity") -> Path:
+                         statistics=STATISTICS, input_encoding: str = "identity", output_form: str = "free") -> Path:
     """An untrained but valid artifact (for tests of code built on the emulator)."""
     domain = domain or Domain()
     cfg = NetworkConfig.tiny() if tiny else NetworkConfig.paper()
-    cfg = NetworkConfig.from_dict({**cfg.to_dict(), "statistics": list(statistics)})
+    cfg = NetworkConfig.from_dict({**cfg.to_dict(), "statistics": list(statistics), "output_form": output_form})
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = IAEmuNetwork(cfg)
         for dec in net.decoders.values():       # a variance head that varies with the input, as a trained one does
             with torch.no_grad():
-                dec.out.weight[1].normal_(0.0, 0.05, generator=gen)
+                dec.out.weight[dec.n_mean:].normal_(0.0, 0.05, generator=gen)
     box = domain.box()
     corners = torch.tensor([[box[n][0] for n in PARAM_NAMES], [box[n][1] for n in PARAM_NAMES]], dtype=torch.float64)
     lo, hi = encode_params(corners, input_encoding).numpy()     # every encoding is monotone in each parameter

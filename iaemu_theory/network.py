@@ -4,6 +4,14 @@ An embedding network maps the 7 standardised parameters to a latent vector; one 
 decoder per statistic (xi, omega, eta) maps the latent vector to a mean and a variance in each of
 the 20 radial bins, in standardised units (see `iaemu_theory.emulator` for the units).
 
+Output forms (`NetworkConfig.output_form`). "free" is the paper's network: mu_cen and mu_sat enter the embedding
+like any parameter and each decoder outputs one mean and one variance channel. "alignment" builds in what the
+halo model guarantees (docs/validation.md): with the alignment inputs encoded as mean_p2(mu) the expected omega is
+linear in them, eta quadratic, and xi does not depend on them. The embedding then sees the five HOD parameters
+only; each decoder outputs, per bin, the coefficients of a polynomial in the two standardised alignment inputs
+(c, s): xi constant, omega's mean affine (1, c, s), eta's mean quadratic (1, c, s, c^2, cs, s^2), and the
+pre-softplus variance of omega and eta quadratic.
+
 Layer order follows the paper: Linear/Conv -> LeakyReLU -> BatchNorm -> Dropout. Because the
 BatchNorm comes after the activation it cannot be folded into the preceding layer; `FoldedIAEmu`
 folds it exactly into the layers that consume it instead (inference fast path).
@@ -17,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conventions import N_BINS, PARAM_NAMES, STATISTICS
+from .conventions import ALIGNMENT_PARAMS, HOD_PARAMS, N_BINS, PARAM_NAMES, STATISTICS
+
+OUTPUT_FORMS = ("free", "alignment")
+#: "alignment" form: degree of the polynomial in the standardised alignment inputs, for (mean, pre-softplus variance).
+ALIGNMENT_DEGREES = {"xi": (0, 0), "omega": (1, 2), "eta": (2, 2)}
+_ALIGNMENT_COLUMNS = [PARAM_NAMES.index(n) for n in ALIGNMENT_PARAMS]
+_HOD_COLUMNS = [PARAM_NAMES.index(n) for n in HOD_PARAMS]
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,7 @@ class NetworkConfig:
     dropout: float = 0.2
     negative_slope: float = 0.01      # LeakyReLU (PyTorch's default)
     statistics: tuple[str, ...] = STATISTICS
+    output_form: str = "free"         # OUTPUT_FORMS; absent from older artifacts' configs
 
     @classmethod
     def paper(cls) -> "NetworkConfig":
@@ -71,6 +86,8 @@ class NetworkConfig:
         return cls(**d)
 
     def __post_init__(self):
+        if self.output_form not in OUTPUT_FORMS:
+            raise ValueError(f"output_form {self.output_form!r}; expected one of {list(OUTPUT_FORMS)}")
         if len(self.conv_channels) != 6:
             raise ValueError(f"conv_channels must list 6 hidden conv widths, got {self.conv_channels}")
         if self.conv_channels[1] != self.conv_channels[2] or self.conv_channels[4] != self.conv_channels[5]:
@@ -81,6 +98,15 @@ class NetworkConfig:
                              f"with kernel=stride={self.out_kernel}, padding=1")
 
     @property
+    def embedding_columns(self) -> list[int]:
+        """Which of the n_inputs columns the embedding sees (all, or the HOD parameters in the alignment form)."""
+        return list(range(self.n_inputs)) if self.output_form == "free" else list(_HOD_COLUMNS)
+
+    def degrees(self, statistic: str) -> tuple[int, int] | None:
+        """(mean, variance) polynomial degrees in the alignment inputs; None for the free form."""
+        return None if self.output_form == "free" else ALIGNMENT_DEGREES[statistic]
+
+    @property
     def out_kernel(self) -> int:
         """Kernel and stride of the output convolution (5 for 100 -> 20 bins, as in the paper)."""
         return max(self.decoder_length // self.n_bins, 1)
@@ -88,6 +114,38 @@ class NetworkConfig:
 
 def _conv_out_len(length: int, kernel: int, padding: int) -> int:
     return (length + 2 * padding - kernel) // kernel + 1
+
+
+def _polynomial(c, s, degree: int):
+    """Monomials (n, k) of the standardised alignment inputs up to `degree`; None for degree 0 (a constant)."""
+    if degree == 0:
+        return None
+    terms = [torch.ones_like(c), c, s]
+    if degree == 2:
+        terms += [c * c, c * s, s * s]
+    return torch.stack(terms, dim=1)
+
+
+def n_terms(degree: int) -> int:
+    return {0: 1, 1: 3, 2: 6}[degree]
+
+
+def alignment_bases(cfg: NetworkConfig, x_align, statistic: str):
+    """(mean basis, variance basis) for one statistic from the standardised alignment inputs (n, 2)."""
+    deg = cfg.degrees(statistic)
+    if deg is None:
+        return None, None
+    c, s = x_align[:, 0], x_align[:, 1]
+    return _polynomial(c, s, deg[0]), _polynomial(c, s, deg[1])
+
+
+def combine(out, mean_basis, var_basis):
+    """Decoder channels (n, k_mean + k_var, bins) -> (mean, variance): each is its coefficients times its basis
+    (a single channel when the basis is None), the variance through softplus."""
+    k = 1 if mean_basis is None else mean_basis.shape[1]
+    mean = out[:, 0] if mean_basis is None else torch.einsum("nk,nkb->nb", mean_basis, out[:, :k])
+    pre = out[:, k] if var_basis is None else torch.einsum("nk,nkb->nb", var_basis, out[:, k:])
+    return mean, F.softplus(pre)
 
 
 def inverse_softplus(y: float) -> float:
@@ -117,7 +175,7 @@ class Embedding(nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         h = cfg.hidden
-        self.layer1 = DenseBlock(cfg.n_inputs, h, cfg)
+        self.layer1 = DenseBlock(len(cfg.embedding_columns), h, cfg)
         self.layer2 = DenseBlock(h, h, cfg)
         self.match = nn.Linear(h, 2 * h)          # projects layer 2's output for the residual into layer 3
         self.layer3 = DenseBlock(h, 2 * h, cfg)
@@ -132,30 +190,33 @@ class Embedding(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent -> Linear to C0 x L -> six conv blocks (residuals 2->3, 5->6) -> output conv to (mean, variance) x bins."""
+    """Latent -> Linear to C0 x L -> six conv blocks (residuals 2->3, 5->6) -> output conv to (mean, variance)
+    channels x bins (one each, or the alignment form's polynomial coefficients)."""
 
-    def __init__(self, cfg: NetworkConfig):
+    def __init__(self, cfg: NetworkConfig, statistic: str = "xi"):
         super().__init__()
+        deg = cfg.degrees(statistic)
+        self.n_mean, n_var = (1, 1) if deg is None else (n_terms(deg[0]), n_terms(deg[1]))
         self.c0, self.length = cfg.decoder_channels0, cfg.decoder_length
         self.initial = DenseBlock(cfg.latent, self.c0 * self.length, cfg)
         chans = (self.c0,) + tuple(cfg.conv_channels)
         self.convs = nn.ModuleList(ConvBlock(chans[i], chans[i + 1], cfg) for i in range(6))
         k = cfg.out_kernel
-        self.out = nn.Conv1d(chans[-1], 2, kernel_size=k, stride=k, padding=1)
+        self.out = nn.Conv1d(chans[-1], self.n_mean + n_var, kernel_size=k, stride=k, padding=1)
         # Variance head starts flat: zero weights and softplus(bias) = 1 (unit variance in standardised
-        # units) give every bin the same initial variance.
+        # units) give every bin and every input the same initial variance.
         with torch.no_grad():
-            self.out.weight[1].zero_()
-            self.out.bias[1] = inverse_softplus(1.0)
+            self.out.weight[self.n_mean:].zero_()
+            self.out.bias[self.n_mean:] = 0.0
+            self.out.bias[self.n_mean] = inverse_softplus(1.0)
 
-    def forward(self, z):
+    def forward(self, z, mean_basis=None, var_basis=None):
         x = self.initial(z).view(z.shape[0], self.c0, self.length)
         x = self.convs[1](self.convs[0](x))
         x = self.convs[2](x) + x
         x = self.convs[4](self.convs[3](x))
         x = self.convs[5](x) + x
-        out = self.out(x)
-        return out[:, 0], F.softplus(out[:, 1])
+        return combine(self.out(x), mean_basis, var_basis)
 
 
 class IAEmuNetwork(nn.Module):
@@ -165,11 +226,14 @@ class IAEmuNetwork(nn.Module):
         super().__init__()
         self.cfg = cfg or NetworkConfig.paper()
         self.embedding = Embedding(self.cfg)
-        self.decoders = nn.ModuleDict({s: Decoder(self.cfg) for s in self.cfg.statistics})
+        self.decoders = nn.ModuleDict({s: Decoder(self.cfg, s) for s in self.cfg.statistics})
 
     def forward(self, x, statistics=None):
-        z = self.embedding(x)
-        return {s: self.decoders[s](z) for s in (statistics or self.cfg.statistics)}
+        free = self.cfg.output_form == "free"
+        z = self.embedding(x if free else x[:, _HOD_COLUMNS])
+        x_align = None if free else x[:, _ALIGNMENT_COLUMNS]
+        return {s: self.decoders[s](z, *alignment_bases(self.cfg, x_align, s))
+                for s in (statistics or self.cfg.statistics)}
 
     def mc_dropout_mode(self):
         """BatchNorm in eval mode (running statistics), Dropout active: Monte Carlo dropout."""
@@ -209,7 +273,7 @@ class FoldedIAEmu(nn.Module):
 
     def __init__(self, net: IAEmuNetwork, input_mean: torch.Tensor, input_std: torch.Tensor):
         super().__init__()
-        cfg = net.cfg
+        cfg = self.cfg = net.cfg
         self.slope = cfg.negative_slope
         self.c0, self.length = cfg.decoder_channels0, cfg.decoder_length
         self.out_kernel = cfg.out_kernel
@@ -224,7 +288,9 @@ class FoldedIAEmu(nn.Module):
             s3, t3 = map(f64, _bn_affine(e.layer3[2]))
             s4, t4 = map(f64, _bn_affine(e.layer4[2]))
             s5, t5 = map(f64, _bn_affine(e.bottleneck[2]))
-            w1 = f64(l1.weight) / std
+            w_in = torch.zeros(l1.weight.shape[0], cfg.n_inputs, dtype=torch.float64)
+            w_in[:, cfg.embedding_columns] = f64(l1.weight)     # parameters the embedding does not see: 0
+            w1 = w_in / std
             b1 = f64(l1.bias) - w1 @ mean
             w2, b2 = f64(l2.weight) * s1, f64(l2.bias) + f64(l2.weight) @ t1
             wm, bm = f64(e.match.weight), f64(e.match.bias)
@@ -247,6 +313,8 @@ class FoldedIAEmu(nn.Module):
             self.register_buffer("s4", s4)
             self.register_buffer("w5", w5.T.contiguous())
             self.register_buffer("b5", b5)
+            self.register_buffer("align_mean", mean[_ALIGNMENT_COLUMNS])
+            self.register_buffer("align_std", std[_ALIGNMENT_COLUMNS])
             self.hidden2 = 2 * cfg.hidden
             self.decoders = nn.ModuleDict({s: _FoldedDecoder(net.decoders[s], s5, t5) for s in self.statistics})
 
@@ -262,10 +330,14 @@ class FoldedIAEmu(nn.Module):
 
     def forward(self, x, statistics=None):
         a = self.embed(x)
-        return {s: self.decoders[s](a) for s in (statistics or self.statistics)}
+        x_align = None if self.cfg.output_form == "free" else (x[:, _ALIGNMENT_COLUMNS] - self.align_mean) / self.align_std
+        return {s: combine(self.decoders[s](a), *alignment_bases(self.cfg, x_align, s))
+                for s in (statistics or self.statistics)}
 
 
 class _FoldedDecoder(nn.Module):
+    """A decoder with its BatchNorms folded; returns the raw output channels (n, k, bins) for `combine`."""
+
     def __init__(self, dec: Decoder, s_in: torch.Tensor, t_in: torch.Tensor):
         super().__init__()
         f64 = lambda t: t.detach().to(torch.float64)  # noqa: E731
@@ -331,5 +403,4 @@ class _FoldedDecoder(nn.Module):
         a5 = F.leaky_relu(F.conv1d(a4, self.cw5, None, padding=1).add_(self.cm5), slope)
         a6 = F.leaky_relu(F.conv1d(a5, self.cw6, None, padding=1).add_(self.cm6), slope)
         u = torch.addcmul(a5 * self.s5, self.s6, a6)
-        out = F.conv1d(u, self.ow, None, stride=self.out_stride, padding=1).add_(self.om)
-        return out[:, 0], F.softplus(out[:, 1])
+        return F.conv1d(u, self.ow, None, stride=self.out_stride, padding=1).add_(self.om)

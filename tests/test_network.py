@@ -135,3 +135,59 @@ def test_folded_gradient_matches_unfolded():
     g1, = torch.autograd.grad(sum(v.sum() for pair in net(x).values() for v in pair), x)
     g2, = torch.autograd.grad(sum(v.sum() for pair in folded(x).values() for v in pair), x)
     np.testing.assert_allclose(g2.numpy(), g1.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def alignment_cfg(base=None):
+    return NetworkConfig.from_dict({**(base or NetworkConfig.tiny()).to_dict(), "output_form": "alignment"})
+
+
+def test_alignment_form_builds_in_the_halo_model_structure():
+    """output_form 'alignment': xi (mean and variance) independent of the alignment inputs, omega's mean affine
+    and eta's mean quadratic in them, at fixed HOD; the embedding sees the five HOD inputs only."""
+    torch.manual_seed(4)
+    cfg = alignment_cfg()
+    net = randomise_batchnorm(IAEmuNetwork(cfg), seed=5).double().eval()
+    assert net.embedding.layer1[0].in_features == 5
+    assert [net.decoders[s].out.out_channels for s in STATISTICS] == [2, 3 + 6, 6 + 6]
+    hod = torch.randn(1, 5, dtype=torch.float64)
+    grid = torch.linspace(-1.5, 1.5, 5, dtype=torch.float64)
+    cc, ss = torch.meshgrid(grid, grid, indexing="ij")
+    x = torch.cat([torch.stack([cc.ravel(), ss.ravel()], 1), hod.expand(25, 5)], dim=1)
+    with torch.no_grad():
+        out = net(x)
+    for part in out["xi"]:
+        torch.testing.assert_close(part, part[:1].expand_as(part), rtol=1e-12, atol=1e-12)
+    design = {1: [torch.ones(25), cc.ravel(), ss.ravel()]}
+    design[2] = design[1] + [cc.ravel() ** 2, (cc * ss).ravel(), ss.ravel() ** 2]
+    for stat, degree in (("omega", 1), ("eta", 2)):
+        a = torch.stack(design[degree], 1).double()
+        mean = out[stat][0]
+        fit = a @ torch.linalg.lstsq(a, mean).solution
+        torch.testing.assert_close(fit, mean, rtol=1e-9, atol=1e-9)
+        if degree == 1:                          # and not a degree lower: the quadratic eta is not affine
+            a1 = torch.stack(design[1], 1).double()
+            e = out["eta"][0]
+            assert torch.max(torch.abs(a1 @ torch.linalg.lstsq(a1, e).solution - e)) > 1e-4
+    with pytest.raises(ValueError, match="output_form"):
+        NetworkConfig(output_form="linear")
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_alignment_form_folded_equals_unfolded_with_gradients(dtype, rtol):
+    torch.manual_seed(6)
+    net = randomise_batchnorm(IAEmuNetwork(alignment_cfg()), seed=7).double().eval()
+    in_mean = torch.tensor([0.2, 0.1, 12.5, 0.4, 12.2, 13.5, 1.0], dtype=torch.float64)
+    in_std = torch.tensor([0.3, 0.3, 0.58, 0.15, 0.9, 0.4, 0.2], dtype=torch.float64)
+    folded = FoldedIAEmu(net, in_mean, in_std).to(dtype)
+    x = (torch.randn(9, 7, dtype=torch.float64) * in_std + in_mean)
+    with torch.no_grad():
+        ref = net((x - in_mean) / in_std)
+        got = folded(x.to(dtype))
+    for s in STATISTICS:
+        for a, b in zip(got[s], ref[s]):
+            assert torch.max(torch.abs(a.double() - b)) <= rtol * 10 * b.abs().max()
+    folded = FoldedIAEmu(net, in_mean, in_std)
+    xg = x.clone().requires_grad_(True)
+    g1, = torch.autograd.grad(sum(v.sum() for pair in net((xg - in_mean) / in_std).values() for v in pair), xg)
+    g2, = torch.autograd.grad(sum(v.sum() for pair in folded(xg).values() for v in pair), xg)
+    np.testing.assert_allclose(g2.numpy(), g1.numpy(), rtol=1e-9, atol=1e-11)

@@ -278,6 +278,29 @@ def test_alignment_p2_encoding_is_recorded_and_applied_by_the_emulator(toy, trai
     assert load_artifact(trained[0]).input_encoding == "identity"
 
 
+def test_alignment_output_form_trains_and_the_emulator_serves_it(toy, tmp_path):
+    """--output-form alignment: trains, is recorded in the artifact's network config, and the emulator's folded,
+    unfolded and MC-dropout paths serve it, with xi independent of mu; it refuses the identity encoding."""
+    out = tmp_path / "form.pt"
+    T.train(toy, out, fast_config(input_encoding="alignment_p2", output_form="alignment"), device="cpu",
+            progress=False, log=lambda *a: None)
+    art = load_artifact(out)
+    assert art.config.output_form == "alignment" and art.metadata()["network_config"]["output_form"] == "alignment"
+    emu = Emulator.load(out, device="cpu", dtype="float64")
+    pts = np.repeat(emu.domain.from_unit(np.random.default_rng(2).random((1, 7))), 4, axis=0)
+    pts[:, :2] = [[-0.9, 0.3], [0.0, 0.0], [0.5, -0.5], [1.0, 1.0]]
+    pred = emu.predict(pts)
+    np.testing.assert_allclose(pred["xi"], np.repeat(pred["xi"][:1], 4, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(pred["xi_aleatoric_var"], np.repeat(pred["xi_aleatoric_var"][:1], 4, axis=0), rtol=1e-12)
+    unfolded = emu.predict_unfolded(pts)
+    for key in ("xi", "omega", "eta", "omega_aleatoric_var"):
+        np.testing.assert_allclose(unfolded[key], pred[key], rtol=1e-9, atol=1e-12)
+    assert np.all(emu.predict(pts, mc_passes=3, seed=0)["eta_epistemic_var"] >= 0)
+    with pytest.raises(ValueError, match="needs input_encoding 'alignment_p2'"):
+        T.train(toy, tmp_path / "x.pt", fast_config(output_form="alignment"), device="cpu", progress=False,
+                log=lambda *a: None)
+
+
 def test_cli_errors(tmp_path, capsys):
     assert T.main(["--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -48,7 +48,7 @@ import torch
 from iaemu_theory.artifact import INPUT_ENCODINGS, Artifact, encode_params, library_versions, save_artifact
 from iaemu_theory.conventions import STATISTICS
 from iaemu_theory.domain import Domain
-from iaemu_theory.network import IAEmuNetwork, NetworkConfig, count_parameters
+from iaemu_theory.network import OUTPUT_FORMS, IAEmuNetwork, NetworkConfig, count_parameters
 from training.schema import SPLIT_NAMES, Dataset, read_dataset
 
 #: Exit status of a run stopped by --max-minutes (resume it with --resume).
@@ -79,6 +79,7 @@ class TrainConfig:
     lr_schedule: str = "step"         # "step" (the paper: x lr_gamma every lr_step_epochs) or "cosine"
     lr_min: float = 1e-6              # the cosine schedule's final learning rate
     input_encoding: str = "identity"  # or "alignment_p2" (iaemu_theory.artifact.INPUT_ENCODINGS)
+    output_form: str = "free"         # or "alignment" (iaemu_theory.network.OUTPUT_FORMS; needs alignment_p2)
 
     def betas(self, epoch: int) -> dict:
         """beta per statistic at a (0-based) epoch."""
@@ -354,6 +355,9 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     from tqdm.auto import tqdm
 
     t_start = time.monotonic()
+    if cfg.output_form == "alignment" and cfg.input_encoding != "alignment_p2":
+        raise ValueError(f"output_form 'alignment' needs input_encoding 'alignment_p2' (omega is linear in mean_p2(mu), "
+                         f"not in mu), not {cfg.input_encoding!r}")
     data, out = Path(data), Path(out)
     checkpoint = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
     plot = Path(plot) if plot else out.with_name(out.stem + "_loss.png")
@@ -361,7 +365,7 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     ds, rows, data_report = load_splits(data, log=log)
     data_hash = dataset_sha256(data)
     scalers = Scalers.fit(ds, rows["train"], cfg.input_encoding)
-    net_cfg = replace(NetworkConfig.named(cfg.network), dropout=cfg.dropout)
+    net_cfg = replace(NetworkConfig.named(cfg.network), dropout=cfg.dropout, output_form=cfg.output_form)
     provenance = None
     if init_from is not None:
         weights, provenance, scalers = _initial_weights(init_from, net_cfg, data_hash, scalers, log=log)
@@ -569,6 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-encoding", default=d.input_encoding, choices=INPUT_ENCODINGS,
                    help="how the parameters enter the network: as they are, or mu_cen and mu_sat as the mean P2 of "
                         "the galaxy-axis angle (alignment_p2; omega is linear in it)")
+    p.add_argument("--output-form", default=d.output_form, choices=OUTPUT_FORMS,
+                   help="free: the paper's decoders; alignment: xi independent of mu, omega affine and eta quadratic "
+                        "in the encoded mu_cen, mu_sat (exact forms of their expectations; needs --input-encoding "
+                        "alignment_p2)")
     p.add_argument("--init-from", default=None,
                    help="start from this artifact's weights (fine-tuning; on another dataset, e.g. an extended "
                         "design, its standardisation is kept)")
@@ -598,7 +606,7 @@ def main(argv=None) -> int:
                       warmup_epochs=args.warmup_epochs, beta=args.beta, val_every=args.val_every,
                       patience=args.patience, seed=args.seed, network=args.config,
                       dropout=args.dropout, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
-                      input_encoding=args.input_encoding)
+                      input_encoding=args.input_encoding, output_form=args.output_form)
     try:
         summary = train(args.data, args.out, cfg, device=args.device, resume=args.resume,
                         max_minutes=args.max_minutes, checkpoint=args.checkpoint, plot=args.plot,
