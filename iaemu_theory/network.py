@@ -330,7 +330,9 @@ class FoldedIAEmu(nn.Module):
 
     def forward(self, x, statistics=None):
         a = self.embed(x)
-        x_align = None if self.cfg.output_form == "free" else (x[:, _ALIGNMENT_COLUMNS] - self.align_mean) / self.align_std
+        x_align = None
+        if self.cfg.output_form != "free":
+            x_align = (x[:, _ALIGNMENT_COLUMNS] - self.align_mean) / self.align_std
         return {s: combine(self.decoders[s](a), *alignment_bases(self.cfg, x_align, s))
                 for s in (statistics or self.statistics)}
 

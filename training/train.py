@@ -338,7 +338,8 @@ def _initial_weights(init_from, net_cfg, data_hash, scalers, log=print) -> tuple
     provenance = {"artifact": str(init_from), "weights_sha256": art.weights_sha256, "training": earlier,
                   "dataset_sha256": art.dataset_hash}
     if art.dataset_hash == data_hash:
-        if not (np.allclose(art.input_mean, scalers.input_mean) and np.allclose(art.output_scale, scalers.output_scale)):
+        same = np.allclose(art.input_mean, scalers.input_mean) and np.allclose(art.output_scale, scalers.output_scale)
+        if not same:
             raise ValueError(f"--init-from {init_from}: its standardisation differs from this dataset's training split")
         return art.state_dict, provenance, scalers
     log(f"--init-from {init_from} was trained on another dataset (sha256 {str(art.dataset_hash)[:12]}..., this one "
@@ -356,8 +357,8 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
 
     t_start = time.monotonic()
     if cfg.output_form == "alignment" and cfg.input_encoding != "alignment_p2":
-        raise ValueError(f"output_form 'alignment' needs input_encoding 'alignment_p2' (omega is linear in mean_p2(mu), "
-                         f"not in mu), not {cfg.input_encoding!r}")
+        raise ValueError(f"output_form 'alignment' needs input_encoding 'alignment_p2' (omega is linear in "
+                         f"mean_p2(mu), not in mu), not {cfg.input_encoding!r}")
     data, out = Path(data), Path(out)
     checkpoint = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
     plot = Path(plot) if plot else out.with_name(out.stem + "_loss.png")
