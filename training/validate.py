@@ -623,7 +623,7 @@ def main(argv=None):
                       ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"))
     _statistics_figure(out / figures["statistics"], at_mean[0], emu_at_mock, emu_at_emu, args.sample,
                        mean_point, {n: mcmc[n]["mean"] for n in ("mu_cen", "mu_sat")},
-                       direct_omega=direct_at_mean, n_node_realisations=int(np.isfinite(node_omega[:, :, 0]).sum()))
+                       direct_omega=direct_at_mean, n_node_realisations=int(np.isfinite(node_omega).any(axis=2).sum()))
     report = {
         "sample": args.sample, "hod": hod,
         "catalog": {"id": str(catalog.catalog_id), "hash": str(getattr(catalog, "catalog_hash", "")),
