@@ -79,15 +79,17 @@ def mean_p2_torch(mu):
     import torch
 
     key = (mu.dtype, mu.device)
-    if key not in _TABLES:
-        knots = np.linspace(-1.0, 1.0, _TABLE_KNOTS)
-        _TABLES[key] = (torch.as_tensor(mean_p2(knots), dtype=mu.dtype, device=mu.device),
-                        torch.as_tensor(_mean_p2_slope(knots), dtype=mu.dtype, device=mu.device))
-    value, slope = _TABLES[key]
     h = 2.0 / (_TABLE_KNOTS - 1)
+    if key not in _TABLES:
+        # per interval, the cubic Hermite polynomial in t = (mu - knot) / h: c0 + c1 t + c2 t^2 + c3 t^3
+        knots = np.linspace(-1.0, 1.0, _TABLE_KNOTS)
+        v, m = mean_p2(knots), h * _mean_p2_slope(knots)
+        coef = np.stack([v[:-1], m[:-1], 3 * (v[1:] - v[:-1]) - 2 * m[:-1] - m[1:],
+                         2 * (v[:-1] - v[1:]) + m[:-1] + m[1:]], axis=-1)
+        _TABLES[key] = torch.as_tensor(coef, dtype=mu.dtype, device=mu.device)
+    coef = _TABLES[key]
     u = (mu.clamp(-1.0, 1.0) + 1.0) / h
     i = torch.floor(u).clamp(0, _TABLE_KNOTS - 2).long()
     t = u - i
-    t2, t3 = t * t, t * t * t
-    return ((2 * t3 - 3 * t2 + 1) * value[i] + (t3 - 2 * t2 + t) * h * slope[i]
-            + (3 * t2 - 2 * t3) * value[i + 1] + (t3 - t2) * h * slope[i + 1])
+    c = coef[i]
+    return ((c[..., 3] * t + c[..., 2]) * t + c[..., 1]) * t + c[..., 0]

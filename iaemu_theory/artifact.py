@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conventions import BIN_EDGES, PARAM_NAMES, STATISTICS
+from .conventions import ALIGNMENT_PARAMS, BIN_EDGES, PARAM_NAMES, STATISTICS
 from .domain import Domain
 from .network import IAEmuNetwork, NetworkConfig
 
@@ -227,8 +227,8 @@ def encode_params(x, encoding: str):
     if encoding == "alignment_p2":
         from .alignment import mean_p2_torch
 
-        return torch.stack([mean_p2_torch(x[:, j]) if name in ("mu_cen", "mu_sat") else x[:, j]
-                            for j, name in enumerate(PARAM_NAMES)], dim=1)
+        columns = torch.tensor([PARAM_NAMES.index(n) for n in ALIGNMENT_PARAMS], device=x.device)
+        return x.index_copy(1, columns, mean_p2_torch(x.index_select(1, columns)))
     raise ValueError(f"input_encoding {encoding!r}; expected one of {list(INPUT_ENCODINGS)}")
 
 
