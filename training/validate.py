@@ -258,10 +258,25 @@ def mock_likelihood(sample: int, r_model=BIN_CENTRES):
 def grid_posterior(like, omega_at, n_fine: int = 201):
     """Posterior on an n_fine^2 grid over [-1, 1]^2 (uniform priors): returns (x, logpost (n, n))."""
     x = np.linspace(-1.0, 1.0, n_fine)
-    pts = np.stack(np.meshgrid(x, x, indexing="ij"), axis=-1).reshape(-1, 2)
+    return x, logpost_on(like, omega_at, x, x)
+
+
+def zoom_grid(posteriors, n_sigma: float = 5.0, n: int = 121) -> tuple[np.ndarray, np.ndarray]:
+    """Axes (mu_cen, mu_sat) of an n x n grid covering mean +- n_sigma std of every posterior given (within
+    [-1, 1]): where the figure zooms in, resolved far better than the full-prior grid."""
+    axes = []
+    for name in ("mu_cen", "mu_sat"):
+        lo = min(p[name]["mean"] - n_sigma * p[name]["std"] for p in posteriors)
+        hi = max(p[name]["mean"] + n_sigma * p[name]["std"] for p in posteriors)
+        axes.append(np.linspace(max(lo, -1.0), min(hi, 1.0), n))
+    return axes[0], axes[1]
+
+
+def logpost_on(like, omega_at, x_cen: np.ndarray, x_sat: np.ndarray) -> np.ndarray:
+    """Log-posterior (uniform priors) on the grid x_cen x x_sat, shape (len(x_cen), len(x_sat))."""
+    pts = np.stack(np.meshgrid(x_cen, x_sat, indexing="ij"), axis=-1).reshape(-1, 2)
     omega = omega_at(pts)
-    lp = np.array([like.loglike_from_predictions({"omega": w}) for w in omega])
-    return x, lp.reshape(n_fine, n_fine)
+    return np.array([like.loglike_from_predictions({"omega": w}) for w in omega]).reshape(len(x_cen), len(x_sat))
 
 
 def posterior_moments(x: np.ndarray, logpost: np.ndarray) -> dict:
@@ -345,7 +360,9 @@ def compare(direct: dict, emulator: dict, scatter: dict | None = None) -> dict:
 
 # ---------------------------------------------------------------------------- figures and report
 
-def _posterior_figure(path_base: Path, x, lp_direct, lp_emu, mcmc, sample, labels):
+def _posterior_figure(path_base: Path, x, lp_direct, lp_emu, mcmc, sample, labels, zoom=None):
+    """Left: the 68% and 95% regions in the whole prior square; right (zoom = (x_cen, x_sat, lp_direct,
+    lp_emu) on a finer local grid): the same regions where the posteriors are."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -357,21 +374,24 @@ def _posterior_figure(path_base: Path, x, lp_direct, lp_emu, mcmc, sample, label
         cum = np.cumsum(flat) / flat.sum()
         return sorted({float(flat[np.searchsorted(cum, q)]) for q in (0.954, 0.683)} | {float(p.max()) * 1.0001})
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    xx, yy = np.meshgrid(x, x, indexing="ij")
-    pd = np.exp(lp_direct - lp_direct.max())
-    ax.contourf(xx, yy, pd, levels=levels(lp_direct), colors=["#9ecae1", "#3182bd"], alpha=0.8)
-    ax.contour(xx, yy, np.exp(lp_emu - lp_emu.max()), levels=levels(lp_emu)[:-1], colors="#d6604d",
-               linewidths=1.6)
-    if mcmc is not None:
-        ax.errorbar(mcmc["mu_cen"]["mean"], mcmc["mu_sat"]["mean"], xerr=mcmc["mu_cen"]["std"],
-                    yerr=mcmc["mu_sat"]["std"], fmt="o", color="#b2182b", ms=4, label="emulator + Cobaya mcmc")
+    panels = [(x, x, lp_direct, lp_emu)] + ([zoom] if zoom is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    for ax, (xc, xs, lpd, lpe) in zip(axes[0], panels):
+        xx, yy = np.meshgrid(xc, xs, indexing="ij")
+        ax.contourf(xx, yy, np.exp(lpd - lpd.max()), levels=levels(lpd), colors=["#9ecae1", "#3182bd"], alpha=0.8)
+        ax.contour(xx, yy, np.exp(lpe - lpe.max()), levels=levels(lpe)[:-1], colors="#d6604d", linewidths=1.6)
+        if mcmc is not None:
+            ax.errorbar(mcmc["mu_cen"]["mean"], mcmc["mu_sat"]["mean"], xerr=mcmc["mu_cen"]["std"],
+                        yerr=mcmc["mu_sat"]["std"], fmt="o", color="#b2182b", ms=4, label="emulator + Cobaya mcmc")
+        ax.set_xlabel(r"$\mu_{\rm cen}$")
+        ax.set_ylabel(r"$\mu_{\rm sat}$")
+    ax = axes[0][0]
     ax.plot([], [], color="#3182bd", lw=6, label=labels[0])
     ax.plot([], [], color="#d6604d", lw=1.6, label=labels[1])
-    ax.set_xlabel(r"$\mu_{\rm cen}$")
-    ax.set_ylabel(r"$\mu_{\rm sat}$")
     ax.set_title(f"TNG300 sample {sample}: 68% and 95% regions")
     ax.legend(fontsize=8, loc="lower left")
+    if zoom is not None:
+        axes[0][1].set_title("zoom (finer grid)")
     fig.tight_layout()
     for ext in ("png", "pdf"):
         fig.savefig(f"{path_base}.{ext}", dpi=150)
@@ -619,8 +639,10 @@ def main(argv=None):
               "speedup_vs_mcmc_estimate": node_s * mcmc["likelihood_calls"] / mcmc["wall_s"]}
     base = f"validation_sample{args.sample}"
     figures = {"posterior": f"figures/{base}_posterior", "statistics": f"figures/{base}_statistics"}
+    x_cen, x_sat = zoom_grid([direct, emu_grid])
+    zoom = (x_cen, x_sat, logpost_on(like, surface, x_cen, x_sat), logpost_on(like, emu_omega, x_cen, x_sat))
     _posterior_figure(out / figures["posterior"], x, lp_direct, lp_emu, mcmc, args.sample,
-                      ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"))
+                      ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"), zoom=zoom)
     _statistics_figure(out / figures["statistics"], at_mean[0], emu_at_mock, emu_at_emu, args.sample,
                        mean_point, {n: mcmc[n]["mean"] for n in ("mu_cen", "mu_sat")},
                        direct_omega=direct_at_mean, n_node_realisations=int(np.isfinite(node_omega).any(axis=2).sum()))
