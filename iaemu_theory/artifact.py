@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conventions import ALIGNMENT_PARAMS, BIN_EDGES, PARAM_NAMES, STATISTICS
+from .conventions import ALIGNMENT_COLUMNS, BIN_EDGES, PARAM_NAMES, STATISTICS
 from .domain import Domain
 from .network import IAEmuNetwork, NetworkConfig
 
@@ -38,6 +38,8 @@ TRANSFORMS = {"xi": "ln", "omega": "identity", "eta": "identity"}
 #: How the parameters enter the network before z-scoring. "alignment_p2": mu_cen and mu_sat become
 #: mean_p2(mu) (iaemu_theory.alignment), in which the expected omega is linear and eta quadratic.
 INPUT_ENCODINGS = ("identity", "alignment_p2")
+#: Output forms that need a particular input encoding: the alignment form's polynomials are exact in mean_p2(mu).
+REQUIRED_ENCODING = {"alignment": "alignment_p2"}
 #: Where the package's trained emulator lives.
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "iaemu_default.pt"
 
@@ -185,9 +187,10 @@ def load_artifact(path) -> Artifact:
         config = NetworkConfig.from_dict(meta["network_config"])
     except (KeyError, TypeError, ValueError) as err:
         raise ArtifactError(f"artifact {path}: invalid network config ({err})") from None
-    if config.output_form == "alignment" and encoding != "alignment_p2":
-        raise ArtifactError(f"artifact {path}: output_form 'alignment' needs input_encoding 'alignment_p2', "
-                            f"not {encoding!r}")
+    try:
+        check_output_form(config.output_form, encoding)
+    except ValueError as err:
+        raise ArtifactError(f"artifact {path}: {err}") from None
     if tuple(config.statistics) != stats:
         raise ArtifactError(f"artifact {path}: network decoders {config.statistics} differ from statistics {stats}")
     state = blob["state_dict"]
@@ -219,6 +222,14 @@ def load_artifact(path) -> Artifact:
     return art
 
 
+def check_output_form(output_form: str, encoding: str) -> None:
+    """Raise ValueError when a network output form cannot be used with an input encoding."""
+    needed = REQUIRED_ENCODING.get(output_form)
+    if needed is not None and encoding != needed:
+        raise ValueError(f"output_form {output_form!r} needs input_encoding {needed!r} (its polynomials are exact "
+                         f"in mean_p2(mu), not in mu), not {encoding!r}")
+
+
 def encode_params(x, encoding: str):
     """Parameters (torch tensor (n, 7), PARAM_NAMES order) as the network sees them before z-scoring;
     differentiable. The one implementation used by training and prediction."""
@@ -227,7 +238,7 @@ def encode_params(x, encoding: str):
     if encoding == "alignment_p2":
         from .alignment import mean_p2_torch
 
-        columns = torch.tensor([PARAM_NAMES.index(n) for n in ALIGNMENT_PARAMS], device=x.device)
+        columns = torch.tensor(ALIGNMENT_COLUMNS, device=x.device)
         return x.index_copy(1, columns, mean_p2_torch(x.index_select(1, columns)))
     raise ValueError(f"input_encoding {encoding!r}; expected one of {list(INPUT_ENCODINGS)}")
 

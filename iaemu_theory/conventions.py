@@ -15,6 +15,9 @@ PARAM_NAMES: tuple[str, ...] = ("mu_cen", "mu_sat", "logMmin", "sigma_logM", "lo
 #: Alignment parameters and occupation (Zheng07 HOD) parameters.
 ALIGNMENT_PARAMS: tuple[str, ...] = ("mu_cen", "mu_sat")
 HOD_PARAMS: tuple[str, ...] = ("logMmin", "sigma_logM", "logM0", "logM1", "alpha")
+#: Their column indices in PARAM_NAMES order.
+ALIGNMENT_COLUMNS: tuple[int, ...] = tuple(PARAM_NAMES.index(n) for n in ALIGNMENT_PARAMS)
+HOD_COLUMNS: tuple[int, ...] = tuple(PARAM_NAMES.index(n) for n in HOD_PARAMS)
 
 #: Our names -> halotools param_dict keys.
 HALOTOOLS_PARAM_NAMES: dict[str, str] = {

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conventions import ALIGNMENT_PARAMS, HOD_PARAMS, N_BINS, PARAM_NAMES, STATISTICS
+from .conventions import ALIGNMENT_COLUMNS, HOD_COLUMNS, N_BINS, PARAM_NAMES, STATISTICS
 
 OUTPUT_FORMS = ("free", "alignment")
 #: "alignment" form: degree of the polynomial in the standardised alignment inputs, for (mean, pre-softplus variance).
 ALIGNMENT_DEGREES = {"xi": (0, 0), "omega": (1, 2), "eta": (2, 2)}
-_ALIGNMENT_COLUMNS = [PARAM_NAMES.index(n) for n in ALIGNMENT_PARAMS]
-_HOD_COLUMNS = [PARAM_NAMES.index(n) for n in HOD_PARAMS]
+# as lists: indexing a 1-d tensor with a tuple would address several dimensions
+_ALIGN_COLS, _HOD_COLS = list(ALIGNMENT_COLUMNS), list(HOD_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class NetworkConfig:
     @property
     def embedding_columns(self) -> list[int]:
         """Which of the n_inputs columns the embedding sees (all, or the HOD parameters in the alignment form)."""
-        return list(range(self.n_inputs)) if self.output_form == "free" else list(_HOD_COLUMNS)
+        return list(range(self.n_inputs)) if self.output_form == "free" else list(_HOD_COLS)
 
     def degrees(self, statistic: str) -> tuple[int, int] | None:
         """(mean, variance) polynomial degrees in the alignment inputs; None for the free form."""
@@ -193,7 +193,7 @@ class Decoder(nn.Module):
     """Latent -> Linear to C0 x L -> six conv blocks (residuals 2->3, 5->6) -> output conv to (mean, variance)
     channels x bins (one each, or the alignment form's polynomial coefficients)."""
 
-    def __init__(self, cfg: NetworkConfig, statistic: str = "xi"):
+    def __init__(self, cfg: NetworkConfig, statistic: str):
         super().__init__()
         deg = cfg.degrees(statistic)
         self.n_mean, n_var = (1, 1) if deg is None else (n_terms(deg[0]), n_terms(deg[1]))
@@ -230,8 +230,8 @@ class IAEmuNetwork(nn.Module):
 
     def forward(self, x, statistics=None):
         free = self.cfg.output_form == "free"
-        z = self.embedding(x if free else x[:, _HOD_COLUMNS])
-        x_align = None if free else x[:, _ALIGNMENT_COLUMNS]
+        z = self.embedding(x if free else x[:, _HOD_COLS])
+        x_align = None if free else x[:, _ALIGN_COLS]
         return {s: self.decoders[s](z, *alignment_bases(self.cfg, x_align, s))
                 for s in (statistics or self.cfg.statistics)}
 
@@ -313,8 +313,8 @@ class FoldedIAEmu(nn.Module):
             self.register_buffer("s4", s4)
             self.register_buffer("w5", w5.T.contiguous())
             self.register_buffer("b5", b5)
-            self.register_buffer("align_mean", mean[_ALIGNMENT_COLUMNS])
-            self.register_buffer("align_std", std[_ALIGNMENT_COLUMNS])
+            self.register_buffer("align_mean", mean[_ALIGN_COLS])
+            self.register_buffer("align_std", std[_ALIGN_COLS])
             self.hidden2 = 2 * cfg.hidden
             self.decoders = nn.ModuleDict({s: _FoldedDecoder(net.decoders[s], s5, t5) for s in self.statistics})
 
@@ -332,7 +332,7 @@ class FoldedIAEmu(nn.Module):
         a = self.embed(x)
         x_align = None
         if self.cfg.output_form != "free":
-            x_align = (x[:, _ALIGNMENT_COLUMNS] - self.align_mean) / self.align_std
+            x_align = (x[:, _ALIGN_COLS] - self.align_mean) / self.align_std
         return {s: combine(self.decoders[s](a), *alignment_bases(self.cfg, x_align, s))
                 for s in (statistics or self.statistics)}
 

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iaemu_theory.artifact import INPUT_ENCODINGS, Artifact, encode_params, library_versions, save_artifact
+from iaemu_theory.artifact import (INPUT_ENCODINGS, Artifact, check_output_form, encode_params, library_versions,
+                                   save_artifact)
 from iaemu_theory.conventions import STATISTICS
 from iaemu_theory.domain import Domain
 from iaemu_theory.network import OUTPUT_FORMS, IAEmuNetwork, NetworkConfig, count_parameters
@@ -356,9 +357,7 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     from tqdm.auto import tqdm
 
     t_start = time.monotonic()
-    if cfg.output_form == "alignment" and cfg.input_encoding != "alignment_p2":
-        raise ValueError(f"output_form 'alignment' needs input_encoding 'alignment_p2' (omega is linear in "
-                         f"mean_p2(mu), not in mu), not {cfg.input_encoding!r}")
+    check_output_form(cfg.output_form, cfg.input_encoding)
     data, out = Path(data), Path(out)
     checkpoint = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
     plot = Path(plot) if plot else out.with_name(out.stem + "_loss.png")
