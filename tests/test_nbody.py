@@ -10,7 +10,8 @@ warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
 
 from training.nbody import COLUMNS, build_catalog, get_preset, load_catalog_columns, read_diagnostics  # noqa: E402
 from training.nbody import cosmology  # noqa: E402
-from training.nbody.halos import satellite_sites  # noqa: E402
+from training.nbody.catalog import catalog_id  # noqa: E402
+from training.nbody.halos import DEFAULT_MODEL, MODELS, satellite_sites  # noqa: E402
 from training.nbody.mesh import cic_paint, pm_accelerations  # noqa: E402
 from training.nbody.simulation import initial_conditions, run_pm  # noqa: E402
 
@@ -57,7 +58,7 @@ def test_column_contract(test_build):
     assert all(len(cols[c]) == n for c in COLUMNS)
     L = meta["Lbox"]
     assert meta["redshift"] == 0.0 and meta["seed"] == 3 and meta["preset"] == "test"
-    assert meta["catalog_id"] == "iaemu-pm-test-s3-v1"
+    assert meta["catalog_id"] == catalog_id("test", 3, DEFAULT_MODEL) == f"iaemu-pm-test-s3-v{DEFAULT_MODEL}"
     assert meta["particle_mass"] == pytest.approx(get_preset("test").particle_mass)
     for c in "xyz":
         assert np.all((cols[f"halo_{c}"] >= 0) & (cols[f"halo_{c}"] < L))
@@ -132,7 +133,7 @@ def test_validate_writes_page(test_build, tmp_path):
     cache, _ = test_build
     res = validate("test", seed=3, out_dir=tmp_path, cache_dir=cache, mocks=False)
     text = (tmp_path / "catalog.md").read_text()
-    assert "iaemu-pm-test-s3-v1" in text
+    assert catalog_id("test", 3, DEFAULT_MODEL) in text
     for name in ("ic_power", "pk_z0", "mass_function", "bias", "shapes", "halo_alignment"):
         assert (tmp_path / "figures" / f"catalog_{name}.png").stat().st_size > 1000
     assert abs(res["ic_power"]["lpt_vs_field_weighted"] - 1) < 0.05
@@ -141,16 +142,17 @@ def test_validate_writes_page(test_build, tmp_path):
 
 def test_catalog_names_and_model_versions(tmp_path):
     from training.nbody import split_name
-    from training.nbody.catalog import catalog_id
 
-    assert split_name("default") == ("default", 1)
+    assert split_name("default") == ("default", DEFAULT_MODEL)
+    assert split_name("default-v1") == ("default", 1)
     assert split_name("default-v2") == ("default", 2)
     assert split_name("default", model=2) == ("default", 2)
     assert catalog_id("default", 1, 2) == "iaemu-pm-default-s1-v2"
     with pytest.raises(ValueError, match="unknown halo model version 7"):
         split_name("default-v7")
-    with pytest.raises(FileNotFoundError, match="iaemu-catalog build --preset test-v2"):
-        load_catalog_columns("test-v2", seed=99, cache_dir=tmp_path, build_if_missing=False)
+    other = next(v for v in MODELS if v != DEFAULT_MODEL)
+    with pytest.raises(FileNotFoundError, match=f"iaemu-catalog build --preset test-v{other} --seed 99"):
+        load_catalog_columns(f"test-v{other}", seed=99, cache_dir=tmp_path, build_if_missing=False)
 
 
 def test_shape_estimators_on_an_ellipsoid():
@@ -177,8 +179,9 @@ def test_shape_estimators_on_an_ellipsoid():
 
 def test_model_v2_shares_the_halos_of_v1(test_build):
     cache, _ = test_build
-    c1, m1 = load_catalog_columns("test", seed=3, cache_dir=cache, build_if_missing=False)
-    c2, m2 = load_catalog_columns("test-v2", seed=3, cache_dir=cache)  # built from v1's saved particles
+    # the version that is not the default is built here from the fixture's saved z = 0 particles
+    c1, m1 = load_catalog_columns("test-v1", seed=3, cache_dir=cache)
+    c2, m2 = load_catalog_columns("test-v2", seed=3, cache_dir=cache)
     assert m2["catalog_id"] == "iaemu-pm-test-s3-v2" and m2["halo_model"] == 2
     h1, h2 = c1["halo_upid"] == -1, c2["halo_upid"] == -1
     assert h1.sum() == h2.sum()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cosmology
-from .halos import MODELS, find_halos, get_model, satellite_sites
+from .halos import DEFAULT_MODEL, MODELS, find_halos, get_model, satellite_sites
 from .mesh import binned_power, cic_window2, correlation_from_mesh, density_contrast_k
 from .simulation import Preset, get_preset, ic_power_check, initial_conditions, run_pm, _atomic_save
 
@@ -24,9 +24,9 @@ FORMAT_VERSION = 1
 #: Fraction of the host mass given to a satellite site of rank j as its nominal (sub)halo mass: 0.05 / (1 + j).
 #: Only the order matters (SubhaloPhaseSpace fills satellites in decreasing halo_mpeak).
 SITE_MASS_FRACTION = 0.05
-PACKAGED_DEFAULT = Path(__file__).resolve().parent.parent / "data" / "default_catalog.npz"
+_DATA = Path(__file__).resolve().parent.parent / "data"
 #: Committed catalog files by halo model version (preset `default`, its default seed).
-PACKAGED = {1: PACKAGED_DEFAULT, 2: PACKAGED_DEFAULT.with_name("default_catalog_v2.npz")}
+PACKAGED = {1: _DATA / "default_catalog_v1.npz", 2: _DATA / "default_catalog_v2.npz"}
 
 COLUMNS = (
     "halo_axisA_x", "halo_axisA_y", "halo_axisA_z", "halo_upid", "halo_hostid", "halo_id", "halo_mpeak",
@@ -36,20 +36,20 @@ COLUMNS = (
 
 
 def split_name(name: str, model: int | None = None) -> tuple[str, int]:
-    """(preset, halo model version) of a catalog name: "default" -> ("default", 1), "default-v2" -> ("default", 2).
-    An explicit `model` overrides the suffix."""
+    """(preset, halo model version) of a catalog name: "default-v2" -> ("default", 2); without a suffix the version
+    is DEFAULT_MODEL ("default" -> ("default", DEFAULT_MODEL)). An explicit `model` overrides the suffix."""
     base, sep, suffix = str(name).rpartition("-v")
     if sep and suffix.isdigit():
         name, version = base, int(suffix)
     else:
-        version = 1
+        version = DEFAULT_MODEL
     if model is not None:
         version = int(model)
     get_model(version)
     return name, version
 
 
-def catalog_id(preset: str, seed: int, model: int = 1) -> str:
+def catalog_id(preset: str, seed: int, model: int = DEFAULT_MODEL) -> str:
     """Catalog name: preset, seed and halo model version (v1 = the original shapes and satellite profile)."""
     return f"iaemu-pm-{preset}-s{int(seed)}-v{int(model)}"
 
@@ -207,7 +207,7 @@ def build_catalog(preset: str = "default", seed: int | None = None, out=None, pr
                   model: int | None = None) -> Path:
     """Run the whole pipeline (ICs, PM, FoF, halo properties, satellite sites) and write the catalog file.
 
-    `preset` may carry the halo model version ("default-v2"; else `model`, default 1). Checkpoints live in
+    `preset` may carry the halo model version ("default-v2"; else `model`, default DEFAULT_MODEL). Checkpoints live in
     <cache>/build-<catalog_id of model 1>/ (PM state every few steps, the z = 0 particles), shared by all
     halo models; a rerun of the same command resumes there. Returns the path of the written catalog.
     """
@@ -279,14 +279,15 @@ def load_catalog_file(path) -> tuple[dict, dict]:
 def load_catalog_columns(preset: str = "default", seed: int | None = None, cache_dir=None, build_if_missing: bool = True,
                          model: int | None = None):
     """(columns, meta) of a catalog: packaged file, else cached file, else built (if allowed).
-    `preset` may name the halo model version: "default" (v1, the shipped emulator's catalog) or "default-v2"."""
+    `preset` may name the halo model version ("default-v1", "default-v2"); "default" is DEFAULT_MODEL's, the catalog
+    of the shipped emulator's dataset."""
     preset, model = split_name(preset, model)
     path = catalog_path(preset, seed, cache_dir, model)
     if path is None:
         pr = get_preset(preset)
         cid = catalog_id(preset, pr.default_seed if seed is None else seed, model)
         if not build_if_missing:
-            name = preset if model == 1 else f"{preset}-v{model}"
+            name = preset if model == DEFAULT_MODEL else f"{preset}-v{model}"
             raise FileNotFoundError(
                 f"catalog {cid} is not in {cache_root(cache_dir)}; build it with `iaemu-catalog build --preset {name}"
                 + (f" --seed {seed}`" if seed is not None else "`"))

@@ -209,6 +209,11 @@ MODELS = {
 }
 
 
+#: The halo model version that a catalog name without a "-v<N>" suffix means ("default" = "default-v<DEFAULT_MODEL>").
+#: It is the version of the shipped emulator's dataset; the other versions stay loadable by their suffixed names.
+DEFAULT_MODEL = 1
+
+
 def get_model(version: int) -> dict:
     if int(version) not in MODELS:
         raise ValueError(f"unknown halo model version {version!r}; expected one of {sorted(MODELS)}")
@@ -235,7 +240,7 @@ def rank_matched_masses(lengths: np.ndarray, boxsize: float, rng: np.random.Gene
     return masses
 
 
-def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True, model: int = 1) -> dict:
+def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True, model: int = DEFAULT_MODEL) -> dict:
     """Host-halo table (numpy columns) from z = 0 particles (positions Mpc/h, momenta in Mpc/h at a = 1),
     with the shapes of halo model `model` (see MODELS)."""
     from tqdm import tqdm

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import cosmology
 from .catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics, split_name
+from .halos import DEFAULT_MODEL
 from .mesh import cic_paint, correlation_from_mesh, mode_averaged_power
 from .simulation import get_preset
 
@@ -459,12 +460,12 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "",
         "One compressed npz (format version 1): hosts with float32 positions and masses, int16 velocities (km/s),",
         "int16 unit major axes, uint16 axis ratios; satellite sites as int16 offsets in units of 1e-4 R_vir and",
-        "int16 velocity offsets; plus the build diagnostics used below. The `default` catalog (seed 1) is committed",
-        "at `training/data/default_catalog.npz` and loaded from there first; other presets/seeds are cached in",
+        "int16 velocity offsets; plus the build diagnostics used below. The `default` catalogs (seed 1) are committed",
+        "at `training/data/default_catalog_v<halo model>.npz` and loaded from there first; other presets/seeds are cached in",
         "`$IAEMU_CACHE` (default `~/.cache/iaemu`) as `iaemu-pm-<preset>-s<seed>-v<halo model>.npz`, with their checkpoints",
         "in `build-<catalog_id>/` (the z = 0 particles stay there for reuse; delete the folder to reclaim the space).",
         "API: `training.nbody.load_catalog_columns(preset, seed=None, cache_dir=None, build_if_missing=True)`; "
-        "`preset` may name a halo model version (`default-v2`, committed at `training/data/default_catalog_v2.npz`; see below).",
+        f"`preset` may name a halo model version (`default-v1`, `default-v2`; a name without one means v{DEFAULT_MODEL}, see below).",
         "",
         f"## Results for `{c['catalog_id']}`",
         "",
@@ -624,13 +625,17 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         low_om = max(r['omega']['dev_over_err_below_0.3']) if r['omega']['dev_over_err_below_0.3'] else float('nan')
         L.append(f"- No systematic deficit below 0.3 Mpc/h: xi/ref >= {_f(low_xi)} (" + ("no deficit" if low_xi >= 0.85 else "deficit")
                  + f"); omega (ours - ref)/err <= {_f(low_om, 2)} (" + ("no deficit" if low_om >= -1.5 else "deficit") + ").")
-        L += [
-            "",
-            "What sets the omega misses was measured afterwards (section \"Halo model versions\" below): above ~1.5 Mpc/h",
-            "the PM halo axes measured from the ~30 members inside R_vir are more aligned with the large-scale structure than",
-            "the reference's Rockstar axes (the excess is ~1.5x at all r > 2 Mpc/h, far above the box's cosmic variance);",
-            "below 0.3 Mpc/h the satellite sites are not concentrated enough along the central's axis.",
-        ]
+        why = []
+        if not om_ok:
+            why.append("above ~1.5 Mpc/h the PM halo axes measured from the ~30 members inside R_vir (halo model v1) are more "
+                       "aligned with the large-scale structure than the reference's Rockstar axes (the excess is ~1.5x at all "
+                       "r > 2 Mpc/h, far above the box's cosmic variance)")
+        if low_om < -1.5:
+            why.append("below 0.3 Mpc/h the satellite sites are not concentrated enough along the central's axis (the PM run "
+                       "resolves no subhalos)")
+        if why:
+            L += ["", "What sets the omega misses was measured afterwards (section \"Halo model versions\" below): "
+                  + "; ".join(why) + "."]
     L += ["", f"All numbers: `{path.with_name('catalog_validation.json').name}` (written by the same command).", ""]
     models = path.with_name("catalog_models.json")
     if models.exists():
@@ -721,7 +726,7 @@ def compare_models(out_dir="docs", models=(1, 2), realisations=10, check_realisa
     res = {"params": params, "models": {}}
     means = {}
     for m in models:
-        name = "default" if m == 1 else f"default-v{m}"
+        name = f"default-v{m}"
         cat = load_catalog(name)
         model = IAMockModel(cat)
         host = np.asarray(cat.halo_table["halo_upid"]) == -1
@@ -750,14 +755,20 @@ def compare_models(out_dir="docs", models=(1, 2), realisations=10, check_realisa
     res["ref_err_at_bin_centres"] = np.interp(np.log(BIN_CENTRES), np.log(ref_err["r"]), ref_err["err"]).tolist()
     (out_dir / "catalog_models.json").write_text(json.dumps(res, indent=1))
     plot_models(res, means, out_dir / "figures" / "catalog_models_realism.png")
-    page = out_dir / "catalog.md"
-    if page.exists():
-        text = page.read_text()
-        start = text.find(MODELS_MARK)
-        if start >= 0:
-            text = text[:start].rstrip("\n") + "\n"
-        page.write_text(text + "\n" + models_markdown(res) + "\n")
+    write_models_section(out_dir / "catalog.md", res)
     return res
+
+
+def write_models_section(page: Path, res: dict | None = None) -> None:
+    """Replace (or append) the halo-model section of catalog.md, from `res` or the catalog_models.json beside it."""
+    page = Path(page)
+    if res is None:
+        res = json.loads(page.with_name("catalog_models.json").read_text())
+    text = page.read_text() if page.exists() else ""
+    start = text.find(MODELS_MARK)
+    if start >= 0:
+        text = text[:start].rstrip("\n") + "\n"
+    page.write_text(text + "\n" + models_markdown(res) + "\n")
 
 
 def plot_models(res, means, path):
@@ -811,6 +822,18 @@ def plot_models(res, means, path):
 MODELS_MARK = "## Halo model versions: v1 and v2"
 
 
+def _model_label(version: int) -> str:
+    tag = " = `default`, the shipped emulator's catalog" if version == DEFAULT_MODEL else ""
+    return f"v{version} (`default-v{version}`{tag})"
+
+
+def _default_sentence() -> str:
+    if DEFAULT_MODEL == 1:
+        return "v1 stays the `default`: the shipped emulator and its dataset were made on it."
+    return (f"v{DEFAULT_MODEL} is the `default`: the shipped emulator and its dataset are made on it; v1 made the earlier "
+            "datasets and emulators.")
+
+
 def models_markdown(res: dict) -> str:
     """The v1-vs-v2 section of docs/catalog.md from compare_models' numbers."""
     ms = res["models"]
@@ -818,17 +841,19 @@ def models_markdown(res: dict) -> str:
     L = [MODELS_MARK, "",
          "Both versions use the same simulation, FoF groups, centres, velocities and rank-matched masses; they",
          "differ only in the halo shape estimators and the satellite-site profile (`training.nbody.halos.MODELS`):", "",
-         "| | v1 (`default`, the shipped emulator's catalog) | v2 (`default-v2`) |", "|---|---|---|",
+         "| | " + " | ".join(_model_label(k) for k in (1, 2)) + " |", "|---|---|---|",
          "| halo_axisA (central reference, satellite frame) | reduced tensor inside R_vir | non-reduced tensor inside R_vir / 2 |",
          "| b/a, c/a (satellite stretch, halo_b_to_a/c_to_a) | reduced tensor inside R_vir | iterative reduced tensor (Allgood et al. 2006), ellipsoid of R_vir's volume |",
          "| satellite NFW concentration | c(M) (Diemer & Joyce 2019) | c(M) / 2 |", "",
-         "Load with `load_catalog(\"default-v2\")` (training.catalogs) or `training.nbody.load_catalog_columns(\"default-v2\")`; "
-         "rebuild with `iaemu-catalog build --preset default-v2` (reuses the z = 0 particles of v1's build folder). "
+         "Load with `load_catalog(\"default-v1\")` or `load_catalog(\"default-v2\")` (training.catalogs; plain `default` is "
+         f"v{DEFAULT_MODEL}), or `training.nbody.load_catalog_columns` with the same names; rebuild with "
+         "`iaemu-catalog build --preset default-v2` (either version reuses the z = 0 particles of the build folder). "
          "Numbers and figure: `iaemu-catalog compare-models --out docs` (writes `catalog_models.json`).", "",
-         "v1 stays the `default` (the shipped emulator and the committed dataset were made on it). v2 meets the xi and omega "
+         "v2 meets the xi and omega "
          "medians; its large-scale omega agrees because its axes, measured from ~11 central members, are noisier and so less "
          "aligned with the large-scale structure than v1's (a calibration of the estimator against the reference, not a gain "
-         "in resolution), and the omega deficit below 0.3 Mpc/h remains (no subhalos in the PM run). How v2 was found, the "
+         "in resolution), and the omega deficit below 0.3 Mpc/h remains (no subhalos in the PM run). "
+         + _default_sentence() + " How v2 was found, the "
          "trials, the noise test, the one-halo decomposition and what would close the rest: "
          "[catalog_models_exploration.md](catalog_models_exploration.md).", "",
          "![v1 vs v2](figures/catalog_models_realism.png)", "",
