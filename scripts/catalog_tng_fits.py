@@ -18,45 +18,36 @@ from pathlib import Path
 
 import numpy as np
 
-from iaemu_theory.conventions import BIN_CENTRES
-from iaemu_theory.likelihoods import TNG300Likelihood
+from iaemu_theory.conventions import BIN_CENTRES, STATISTICS
 from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS, load_bolplanck_reference
-from training.validate import AlignmentSurface, logpost_on, posterior_moments, zoom_grid
+from training.validate import (AlignmentSurface, _node_path, logpost_on, mock_likelihood, node_grid, posterior_moments,
+                               zoom_grid)
 
-OMEGA = 1  # index of omega in a node's (realisations, statistics, bins) array
 R_MIN_CUT = 0.3
 
 
 def load_surface(work: Path, grid: int = 11) -> AlignmentSurface:
-    x = np.linspace(-1.0, 1.0, grid)
-    pts, means = [], []
-    for i, a in enumerate(x):
-        for j, b in enumerate(x):
-            path = work / f"node_{i:02d}_{j:02d}.npz"
+    """The alignment surrogate of the nodes' mean omega in an `iaemu-validate --grid grid --work work` folder."""
+    nodes = node_grid(grid)
+    omega = STATISTICS.index("omega")
+    means = []
+    for i in range(grid):
+        for j in range(grid):
+            path = _node_path(work, (i, j))
             if not path.exists():
                 raise SystemExit(f"{path} is missing: run iaemu-validate with --grid {grid} --work {work} first")
             with np.load(path) as d:
-                pts.append((a, b))
-                means.append(np.nanmean(d["stats"][:, OMEGA, :], axis=0))
-    return AlignmentSurface(np.array(pts), np.array(means))
+                means.append(np.nanmean(d["stats"][:, omega, :], axis=0))
+    return AlignmentSurface(nodes.reshape(-1, 2), np.array(means))
 
 
 def fit(sample: int, omega_at, r_min=None) -> dict:
-    opts = {"sample": sample, "statistics": ["omega"]}
-    if r_min is not None:
-        opts["r_min"] = r_min
-    like = TNG300Likelihood(opts)
-    like.setup(BIN_CENTRES)
+    """Posterior moments on a fine grid around the peak (found on the full prior square) and the best -2 ln L."""
+    like = mock_likelihood(sample, r_min=r_min)
     x = np.linspace(-1.0, 1.0, 201)
-    coarse = posterior_moments(x, logpost_on(like, omega_at, x, x))
-    xc, xs = zoom_grid([coarse])
-    lp = logpost_on(like, omega_at, xc, xs)
-    p = np.exp(lp - lp.max())
-    p /= p.sum()
-    out = {}
-    for name, axis, marg in (("mu_cen", xc, p.sum(axis=1)), ("mu_sat", xs, p.sum(axis=0))):
-        mean = float((marg * axis).sum())
-        out[name] = {"mean": mean, "std": float(np.sqrt((marg * (axis - mean) ** 2).sum()))}
+    x_cen, x_sat = zoom_grid([posterior_moments(x, logpost_on(like, omega_at, x, x))])
+    lp = logpost_on(like, omega_at, x_cen, x_sat)
+    out = posterior_moments((x_cen, x_sat), lp)
     out["minus2_loglike_max"] = float(-2.0 * lp.max())
     return out
 

@@ -246,11 +246,15 @@ class PolynomialSurface(_LinearSurface):
 
 # ---------------------------------------------------------------------------- likelihood and posteriors
 
-def mock_likelihood(sample: int, r_model=BIN_CENTRES):
-    """TNG300Likelihood of `sample` (omega, default cuts), set up for predictions at radii `r_model`."""
+def mock_likelihood(sample: int, r_model=BIN_CENTRES, r_min: float | None = None):
+    """TNG300Likelihood of `sample` (omega; default cuts, or data below `r_min` Mpc/h left out), set up for
+    predictions at radii `r_model`."""
     from iaemu_theory.likelihoods import TNG300Likelihood
 
-    like = TNG300Likelihood({"sample": int(sample), "statistics": ["omega"]})
+    options = {"sample": int(sample), "statistics": ["omega"]}
+    if r_min is not None:
+        options["r_min"] = float(r_min)
+    like = TNG300Likelihood(options)
     like.setup(np.asarray(r_model, dtype=float))
     return like
 
@@ -279,12 +283,15 @@ def logpost_on(like, omega_at, x_cen: np.ndarray, x_sat: np.ndarray) -> np.ndarr
     return np.array([like.loglike_from_predictions({"omega": w}) for w in omega]).reshape(len(x_cen), len(x_sat))
 
 
-def posterior_moments(x: np.ndarray, logpost: np.ndarray) -> dict:
-    """Means, stds and central 68% intervals of both parameters from a grid posterior."""
+def posterior_moments(x, logpost: np.ndarray) -> dict:
+    """Means, stds and central 68% intervals of both parameters from a grid posterior; `x` is the axis of a
+    square grid or the pair (x_cen, x_sat) of a rectangular one (`zoom_grid`)."""
     p = np.exp(logpost - np.max(logpost))
     p /= p.sum()
+    axes = x if isinstance(x, tuple) else (x, x)
     out = {}
     for k, name in enumerate(("mu_cen", "mu_sat")):
+        x = axes[k]
         marg = p.sum(axis=1 - k)
         mean = float((marg * x).sum())
         std = float(np.sqrt((marg * (x - mean) ** 2).sum()))
