@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from iaemu_theory.conventions import BIN_CENTRES, N_BINS
+from iaemu_theory.conventions import BIN_CENTRES, N_BINS, STATISTICS
 from training import dataset as dsmod
 from training import generate as gen
 from training.schema import (STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDING, SPLIT_DROPPED, Dataset,
@@ -312,6 +312,19 @@ def test_split_of_an_extended_design_keeps_the_earlier_labels():
     again = dsmod.split(big, seed=9, keep_from=unmeasured)
     np.testing.assert_array_equal(np.delete(again.split[:60], 10), np.delete(first.split[:60], 10))
     assert again.split[10] != SPLIT_DROPPED and np.sum(again.split != SPLIT_DROPPED) == np.sum(ext.split != SPLIT_DROPPED)
+    removed_here = big.subset(np.arange(big.n_points))   # point 3 of `first` is clean there, NaN here
+    removed_here.attrs.update(catalog_hash="same")
+    labelled = np.flatnonzero(first.split != SPLIT_DROPPED)
+    removed_here.stats[labelled[0], :, STATISTICS.index("omega"), 0] = np.nan
+    same = first.subset(np.arange(60))
+    same.attrs.update(catalog_hash="same")
+    with pytest.raises(ValueError, match="cleaned differently"):
+        dsmod.split(removed_here, seed=9, keep_from=same)
+    removed_here.attrs.update(catalog_hash="another")
+    moved = dsmod.split(removed_here, seed=9, keep_from=same)    # the same design on another catalog
+    assert moved.split[labelled[0]] == SPLIT_DROPPED
+    np.testing.assert_array_equal(moved.split[labelled[1:]], first.split[labelled[1:]])
+    assert json.loads(moved.attrs["cleaning"])["keep_from_removed"] == 1
     other = big.subset(np.arange(60))
     other.params = other.params + 1.0
     with pytest.raises(ValueError, match="not an extension"):

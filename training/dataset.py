@@ -90,9 +90,12 @@ def split(ds: Dataset, seed: int, fractions=(0.7, 0.1, 0.2), keep_from: Dataset 
     validation / test in `fractions`, removed points SPLIT_DROPPED. A point (all its realisations)
     is never in two sets. The cleaning report goes to attrs["cleaning"].
 
-    `keep_from`: an earlier split dataset whose points are the first rows of `ds` (an extended design):
-    its train/validation/test points keep their labels (so a test point stays a test point); the other
-    clean points (new ones, and earlier ones that were not measured then) are shuffled in `fractions`.
+    `keep_from`: an earlier split dataset whose points are the first rows of `ds` (an extended design,
+    or the same design measured on another catalog): its train/validation/test points keep their labels
+    (so a test point stays a test point); the other clean points (new ones, and earlier ones that were
+    not measured then) are shuffled in `fractions`. On another catalog (attrs "catalog_hash" differ) a
+    labelled point that this cleaning removes is dropped (counted in the report as "keep_from_removed");
+    on the same catalog that means other cleaning options, and is an error.
     """
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
@@ -107,16 +110,21 @@ def split(ds: Dataset, seed: int, fractions=(0.7, 0.1, 0.2), keep_from: Dataset 
             raise ValueError(f"keep_from's {n_old} points are not the first rows of this dataset "
                              f"({ds.n_points} points): not an extension of it")
         labelled[:n_old] = keep_from.split != SPLIT_DROPPED
-        if np.any(labelled & ~keep):
-            raise ValueError("keep_from was cleaned differently (other cleaning options?): some of its split "
-                             "points are removed by this cleaning")
+        lost = labelled & ~keep
+        if np.any(lost):
+            same_catalog = str(keep_from.attrs.get("catalog_hash")) == str(ds.attrs.get("catalog_hash"))
+            if same_catalog:
+                raise ValueError(f"keep_from was cleaned differently (other cleaning options?): {int(lost.sum())} "
+                                 f"of its split points are removed by this cleaning")
+            labelled &= keep
+        report["keep_from_removed"] = int(lost.sum())
     idx = np.flatnonzero(keep & ~labelled)
     order = idx[np.random.default_rng(seed).permutation(idx.size)]
     n_train = int(round(fractions[0] * idx.size))
     n_val = int(round(fractions[1] * idx.size))
     labels = np.full(ds.n_points, SPLIT_DROPPED, np.int8)
     if keep_from is not None:
-        labels[labelled] = keep_from.split[labelled[:keep_from.n_points]]
+        labels[:n_old][labelled[:n_old]] = keep_from.split[labelled[:n_old]]
     labels[order[:n_train]] = SPLIT_TRAIN
     labels[order[n_train:n_train + n_val]] = SPLIT_VALIDATION
     labels[order[n_train + n_val:]] = SPLIT_TEST
