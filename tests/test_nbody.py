@@ -200,3 +200,63 @@ def test_model_v2_shares_the_halos_of_v1(test_build):
         return np.median(np.linalg.norm(dx, axis=1) / c["halo_rvir"][h][idx])
 
     assert site_radius(c2, h2) > 1.1 * site_radius(c1, h1)  # c(M)/2: satellite sites less concentrated
+
+
+def test_site_mass_fractions_follow_the_subhalo_mass_function():
+    from scipy.integrate import quad
+
+    from training.nbody.halos import SHMF_EVOLVED, site_mass_fractions
+
+    psi = site_mass_fractions(np.full(20000, 5), 0.1, seed=1).reshape(20000, 5)
+    assert np.all(np.diff(psi, axis=1) <= 0) and np.all(psi > 0)   # the most massive subhalo is rank 0
+    p = SHMF_EVOLVED
+    n_above = quad(lambda lnx: 0.1 * p["gamma_per_fsub"] * np.exp(p["alpha"] * lnx) * np.exp(-p["beta"] * np.exp(p["omega"] * lnx)),
+                   np.log(0.01), 0.0)[0]
+    # a Poisson process: P(largest > x) = 1 - exp(-N(>x))
+    assert np.mean(psi[:, 0] > 0.01) == pytest.approx(1 - np.exp(-n_above), abs=0.015)
+    assert not np.array_equal(psi, site_mass_fractions(np.full(20000, 5), 0.1, seed=2).reshape(20000, 5))
+    with pytest.raises(ValueError, match="f_sub=0"):
+        site_mass_fractions(np.full(3, 2), 0, seed=1)
+
+
+def test_a_massive_site_pulls_the_host_axis():
+    from training.nbody.halos import _axes_with_sites
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    u = rng.normal(size=(n, 3))
+    pos = 50.0 + 0.4 * u / np.linalg.norm(u, axis=1)[:, None] * rng.random(n)[:, None] ** (1 / 3)  # a round halo
+    axes = np.empty((1, 6))
+    site_rel = np.array([[0.0, 0.3, 0.0], [0.0, 0.0, 0.9]])    # inside R_vir / 2; outside it (mass only)
+    _axes_with_sites(pos, np.arange(n), np.array([0]), np.array([n]), np.array([[50.0, 50.0, 50.0]]), np.array([1.0]),
+                     np.array([0.5]), np.array([1e12]), 100.0, 10, np.array([0]), np.array([2]), site_rel,
+                     np.array([5e10, 5e11]), axes)
+    assert abs(axes[0, 1]) > 0.99     # major axis towards the site inside the aperture
+
+
+def test_model_v3_moves_only_the_axes_towards_the_sites(test_build):
+    cache, _ = test_build
+    c2, _ = load_catalog_columns("test-v2", seed=3, cache_dir=cache)
+    c3, m3 = load_catalog_columns("test-v3", seed=3, cache_dir=cache)
+    assert m3["halo_model"] == 3 and m3["halo_model_spec"]["site_mass_fsub"] == 0.1
+    for col in ("halo_x", "halo_y", "halo_mvir", "halo_rvir", "halo_hostid", "halo_b_to_a"):
+        assert np.array_equal(c2[col], c3[col])           # same hosts and satellite sites
+    h = c2["halo_upid"] == -1
+    a2 = np.stack([c2[f"halo_axisA_{c}"][h] for c in "xyz"], axis=1)
+    a3 = np.stack([c3[f"halo_axisA_{c}"][h] for c in "xyz"], axis=1)
+    assert np.mean(np.abs(np.sum(a2 * a3, axis=1)) < 0.99) > 0.05
+
+    def alignment_with_first_sites(c, a):
+        """mean (a . r)^2 of the rank-0 (most massive) sites inside R_vir / 2 of their host, r the unit offset."""
+        sub = ~h
+        idx = np.searchsorted(c["halo_id"][h], c["halo_hostid"][sub])
+        dx = np.stack([c[f"halo_{k}"][sub] - c[f"halo_{k}"][h][idx] for k in "xyz"], axis=1)
+        dx -= m3["Lbox"] * np.round(dx / m3["Lbox"])
+        d = np.linalg.norm(dx, axis=1)
+        ratio = c["halo_mpeak"][sub] / c["halo_mvir"][h][idx]
+        near = (d > 0) & (d < 0.5 * c["halo_rvir"][h][idx]) & np.isclose(ratio, ratio.max())
+        assert near.sum() > 50
+        return np.mean(np.sum(a[idx[near]] * dx[near], axis=1) ** 2 / d[near] ** 2)
+
+    # 0.445 -> 0.564 when written; isotropic would be 1/3
+    assert alignment_with_first_sites(c3, a3) > alignment_with_first_sites(c2, a2) + 0.05

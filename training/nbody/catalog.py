@@ -228,7 +228,9 @@ def build_catalog(preset: str = "default", seed: int | None = None, out=None, pr
     hosts = find_halos(pos, mom, pr, seed, progress=progress, model=model)
     log(f"{len(hosts['mvir'])} FoF halos with >= {pr.min_particles} particles ({time.time() - t0:.0f} s)")
     del pos, mom
-    sites = satellite_sites(hosts, pr.boxsize, seed, conc_factor=spec["conc_factor"])
+    sites = hosts.pop("satellite_sites", None)
+    if sites is None:
+        sites = satellite_sites(hosts, pr.boxsize, seed, conc_factor=spec["conc_factor"])
     meta = {
         "catalog_id": cid, "preset": preset, "seed": seed, "version": FORMAT_VERSION, "Lbox": pr.boxsize,
         "particle_mass": pr.particle_mass, "redshift": 0.0, "cosmology": dict(cosmology.COSMOLOGY),

@@ -206,7 +206,17 @@ MODELS = {
         "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": False, "conc_factor": 1.0},
     2: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
         "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5},
+    3: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
+        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5,
+        "site_mass_fsub": 0.1},
 }
+#: site_mass_fsub > 0 (v3): every satellite site gets a subhalo mass (SHMF_EVOLVED with that f_sub), and the sites
+#: inside the axis aperture add m x x^T to the host's (non-reduced) tensor before its major axis is taken, as a halo
+#: finder's axis includes its subhalos' particles. The sites themselves are drawn in the frame without them.
+
+#: Evolved subhalo mass function of Jiang & van den Bosch (2016, MNRAS 458, 2848; universal fit, all orders):
+#: dN/dln(psi) = gamma psi^alpha exp(-beta psi^omega), psi = present-day subhalo mass / host mass, gamma = 0.31 f_sub.
+SHMF_EVOLVED = {"gamma_per_fsub": 0.31, "alpha": -0.82, "beta": 50.0, "omega": 4.0}
 
 
 #: The halo model version that a catalog name without a "-v<N>" suffix means ("default" = "default-v<DEFAULT_MODEL>").
@@ -218,6 +228,83 @@ def get_model(version: int) -> dict:
     if int(version) not in MODELS:
         raise ValueError(f"unknown halo model version {version!r}; expected one of {sorted(MODELS)}")
     return MODELS[int(version)]
+
+
+def site_mass_fractions(nsite: np.ndarray, f_sub: float, seed: int) -> np.ndarray:
+    """psi = m / M_host of every satellite site (sites ordered by host, then rank): the n most massive subhalos of
+    a Poisson draw from SHMF_EVOLVED, in decreasing mass with rank. The k-th largest of a Poisson process has
+    N(>psi) = the sum of k unit exponentials."""
+    nsite = np.asarray(nsite, dtype=np.int64)
+    if not f_sub > 0:
+        raise ValueError(f"f_sub={f_sub!r}: expected a positive subhalo mass fraction")
+    p = SHMF_EVOLVED
+    lnpsi = np.linspace(np.log(1e-8), 0.0, 20001)
+    psi = np.exp(lnpsi)
+    dn = p["gamma_per_fsub"] * f_sub * psi ** p["alpha"] * np.exp(-p["beta"] * psi ** p["omega"])
+    n_above = np.concatenate([np.cumsum((0.5 * (dn[1:] + dn[:-1]) * np.diff(lnpsi))[::-1])[::-1], [0.0]])
+    e = np.random.default_rng([int(seed), 31]).exponential(size=int(nsite.sum()))
+    total = np.cumsum(e)
+    first = np.cumsum(nsite) - nsite
+    start = np.repeat(total[first[nsite > 0]] - e[first[nsite > 0]], nsite[nsite > 0])
+    return np.interp(total - start, n_above[::-1], psi[::-1])
+
+
+@njit(cache=True)
+def _axes_with_sites(pos, members, offsets, lengths, centres, rvir, aperture, host_mass, boxsize, min_count,
+                     site_first, site_count, site_rel, site_mass, out_axes):
+    """Major and intermediate axes of the non-reduced tensor of the members inside `aperture` (at least the
+    `min_count` nearest), weighted to the host's smooth mass M (1 - F) / N(<R_vir), plus m x x^T of its sites
+    inside the aperture; F = the sites' mass fraction inside R_vir (at most 0.5)."""
+    for g in range(len(offsets)):
+        n = lengths[g]
+        rel = _member_offsets(pos, members, offsets[g], n, centres[g], boxsize)
+        r2 = np.empty(n)
+        for i in range(n):
+            r2[i] = rel[i, 0] ** 2 + rel[i, 1] ** 2 + rel[i, 2] ** 2
+        order = np.argsort(r2)
+        inside = 0
+        n_rvir = 0
+        for i in range(n):
+            if r2[i] <= aperture[g] ** 2:
+                inside += 1
+            if r2[i] <= rvir[g] ** 2:
+                n_rvir += 1
+        frac = 0.0
+        for j in range(site_first[g], site_first[g] + site_count[g]):
+            if site_rel[j, 0] ** 2 + site_rel[j, 1] ** 2 + site_rel[j, 2] ** 2 <= rvir[g] ** 2:
+                frac += site_mass[j]
+        frac = min(frac / host_mass[g], 0.5)
+        w = host_mass[g] * (1.0 - frac) / max(n_rvir, 1)
+        tensor = np.zeros((3, 3))
+        for k in range(max(inside, min(min_count, n))):
+            i = order[k]
+            for a in range(3):
+                for b in range(3):
+                    tensor[a, b] += w * rel[i, a] * rel[i, b]
+        for j in range(site_first[g], site_first[g] + site_count[g]):
+            if site_rel[j, 0] ** 2 + site_rel[j, 1] ** 2 + site_rel[j, 2] ** 2 <= aperture[g] ** 2:
+                for a in range(3):
+                    for b in range(3):
+                        tensor[a, b] += site_mass[j] * site_rel[j, a] * site_rel[j, b]
+        _, v = np.linalg.eigh(tensor)  # ascending eigenvalues
+        for d in range(3):
+            out_axes[g, d] = v[d, 2]
+            out_axes[g, 3 + d] = v[d, 1]
+
+
+def axes_with_sites(pos, members, offsets, lengths, centres, hosts: dict, sites: dict, radius: float,
+                    boxsize: float, f_sub: float, seed: int, min_count: int = 10) -> np.ndarray:
+    """(N, 6) major then intermediate axes of every host with its satellite sites' subhalo masses in the tensor
+    (halo model key site_mass_fsub)."""
+    nsite = np.bincount(sites["host"], minlength=len(lengths))
+    mass = site_mass_fractions(nsite, f_sub, seed) * hosts["mvir"][sites["host"]]
+    site_rel = sites["offset_rvir"] * hosts["rvir"][sites["host"]][:, None]
+    axes = np.empty((len(lengths), 6))
+    _axes_with_sites(pos, members, offsets, lengths, centres, np.asarray(hosts["rvir"], dtype=np.float64),
+                     radius * np.asarray(hosts["rvir"], dtype=np.float64), np.asarray(hosts["mvir"], dtype=np.float64),
+                     float(boxsize), int(min_count), (np.cumsum(nsite) - nsite).astype(np.int64), nsite.astype(np.int64),
+                     np.ascontiguousarray(site_rel, dtype=np.float64), mass, axes)
+    return axes
 
 
 def group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, radius, reduced, iterative, min_count=10):
@@ -242,7 +329,8 @@ def rank_matched_masses(lengths: np.ndarray, boxsize: float, rng: np.random.Gene
 
 def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True, model: int = DEFAULT_MODEL) -> dict:
     """Host-halo table (numpy columns) from z = 0 particles (positions Mpc/h, momenta in Mpc/h at a = 1),
-    with the shapes of halo model `model` (see MODELS)."""
+    with the shapes of halo model `model` (see MODELS). A model whose axes include the satellite sites also
+    returns those sites (key "satellite_sites"), drawn before the axes moved."""
     from tqdm import tqdm
 
     steps = tqdm(total=4, desc="halos", disable=not progress)
@@ -273,16 +361,21 @@ def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bo
     if (spec["ratio_radius"], spec["ratio_reduced"], spec["ratio_iterative"]) != (1.0, True, False):
         _, ratios = group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, spec["ratio_radius"],
                                  spec["ratio_reduced"], spec["ratio_iterative"])
-    steps.update(1)
-    steps.close()
-    centres = np.mod(centres, boxsize)
-    return {
-        "x": centres[:, 0], "y": centres[:, 1], "z": centres[:, 2],
+    hosts = {
+        "x": np.mod(centres[:, 0], boxsize), "y": np.mod(centres[:, 1], boxsize), "z": np.mod(centres[:, 2], boxsize),
         "vx": vmean[:, 0], "vy": vmean[:, 1], "vz": vmean[:, 2],
         "n_fof": lengths, "mass_fof": lengths * preset.particle_mass, "mvir": mvir, "rvir": rvir, "conc": conc,
         "axisA": axes[:, :3], "axisB": axes[:, 3:], "b_to_a": ratios[:, 0], "c_to_a": ratios[:, 1],
         "n_inside_rvir": ninside,
     }
+    if spec.get("site_mass_fsub", 0.0) > 0:
+        sites = satellite_sites(hosts, boxsize, seed, conc_factor=spec["conc_factor"])
+        axes = axes_with_sites(pos, members, offsets, lengths, centres, hosts, sites, spec["axis_radius"], boxsize,
+                               spec["site_mass_fsub"], seed)
+        hosts.update(axisA=axes[:, :3], axisB=axes[:, 3:], satellite_sites=sites)
+    steps.update(1)
+    steps.close()
+    return hosts
 
 
 #: Satellite sites per host: ceil(SITES_PER_MASS * Mvir), at least one. 3 sites per 10^12.5 Msun/h covers

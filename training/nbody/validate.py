@@ -15,7 +15,7 @@ import numpy as np
 
 from . import cosmology
 from .catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics, split_name
-from .halos import DEFAULT_MODEL
+from .halos import DEFAULT_MODEL, MODELS
 from .mesh import cic_paint, correlation_from_mesh, mode_averaged_power
 from .simulation import get_preset
 
@@ -372,7 +372,7 @@ def validate(preset="default", seed=None, out_dir="docs", cache_dir=None, realis
     figdir = out_dir / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     res = {"catalog": {k: meta[k] for k in ("catalog_id", "preset", "seed", "Lbox", "particle_mass", "n_hosts",
-                                            "n_subhalos", "build_seconds", "path") if k in meta}}
+                                            "n_subhalos", "build_seconds", "path", "halo_model_spec") if k in meta}}
     res["catalog"]["file_mb"] = round(Path(path).stat().st_size / 1e6, 2)
     res["ic_power"] = ic_power(diag)
     plot_ic_power(diag, figdir / "catalog_ic_power.png")
@@ -471,7 +471,8 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "",
         f"Box {c['Lbox']:g} Mpc/h, particle mass {c['particle_mass']:.4g} Msun/h, {c['n_hosts']} host halos, "
         f"{c['n_subhalos']} satellite sites, file {c['file_mb']} MB, build {c.get('build_seconds')} s "
-        f"(as recorded by the build; see the report for the machine).",
+        f"(as recorded by the build, on the machine of the report; a build of another halo model version that "
+        f"reuses the z = 0 particles of the build folder records only the halo finding).",
         "",
         "### Initial conditions vs colossus",
         "",
@@ -550,9 +551,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
     ha = res["halo_alignments"]
     L += [
         "",
-        "These PM halos are rounder than halos of high-resolution N-body runs (median c/a ~ 0.5-0.65, b/a ~",
-        "0.7-0.8 at these masses): the force softening (one mesh cell, 0.22 Mpc/h) is comparable to R_vir of",
-        "10^12 Msun/h halos and rounds their inner parts, and the reduced tensor weights the inner particles.",
+        _shapes_sentence(res["catalog"].get("halo_model_spec") or {}),
         "",
         "### Halo-halo shape correlations (M > 1e12)",
         "",
@@ -822,6 +821,32 @@ def plot_models(res, means, path):
 MODELS_MARK = "## Halo model versions: v1 and v2"
 
 
+def _shapes_sentence(spec: dict) -> str:
+    """What the axis ratios of docs/catalog.md mean, for the estimator of this halo model (MODELS)."""
+    if spec.get("ratio_iterative"):
+        return ("The axis ratios come from the iterative reduced tensor in the ellipsoid of R_vir's volume "
+                "(Allgood et al. 2006). High-resolution N-body runs give median c/a ~ 0.5-0.65 and b/a ~ 0.7-0.8 "
+                "at these masses; a sphere's window (v1's estimator) makes halos look rounder. The ratios set "
+                "the satellites' stretch; the axis itself comes from `halo_axisA`'s estimator (table in "
+                "\"Halo model versions\").")
+    return ("These PM halos are rounder than halos of high-resolution N-body runs (median c/a ~ 0.5-0.65, b/a ~ "
+            "0.7-0.8 at these masses): the force softening (one mesh cell, 0.22 Mpc/h) is comparable to R_vir of "
+            "10^12 Msun/h halos and rounds their inner parts, and the reduced tensor in a sphere weights the "
+            "inner particles and biases the ratios up.")
+
+
+def _unbuilt_models_sentence(measured) -> list[str]:
+    """Lines on the halo models of MODELS that compare_models has not measured (v3: defined, not built here)."""
+    rest = [v for v in sorted(MODELS) if str(v) not in {str(k) for k in measured}]
+    if rest != [3]:
+        return [f"Halo models defined but not measured here: {', '.join(f'v{v}' for v in rest)}.", ""] if rest else []
+    return ["v3 (`default-v3`) is v2 with the satellite sites' subhalo masses (the evolved subhalo mass function of "
+            "Jiang & van den Bosch 2016, f_sub = 0.1) added to the tensor of `halo_axisA`, as a halo finder's axis "
+            "includes its subhalos' particles. It is defined and tested on the `test` preset, but the default-size v3 "
+            "has not been built here yet. A prototype measured on v2's saved members is described in "
+            "[catalog_models_exploration.md](catalog_models_exploration.md) (\"A candidate v3\").", ""]
+
+
 def _model_label(version: int) -> str:
     tag = " = `default`, the shipped emulator's catalog" if version == DEFAULT_MODEL else ""
     return f"v{version} (`default-v{version}`{tag})"
@@ -856,6 +881,7 @@ def models_markdown(res: dict) -> str:
          + _default_sentence() + " How v2 was found, the "
          "trials, the noise test, the one-halo decomposition and what would close the rest: "
          "[catalog_models_exploration.md](catalog_models_exploration.md).", "",
+         *_unbuilt_models_sentence(keys),
          "![v1 vs v2](figures/catalog_models_realism.png)", "",
          "Realism at TNG300 sample 2's parameters against the Bolshoi-Planck reference mocks (targets: xi <= 0.15, omega <= 1.5, "
          "medians over 0.3-14 Mpc/h; no deficit below 0.3 Mpc/h):", "",
