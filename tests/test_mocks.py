@@ -266,7 +266,7 @@ def test_the_model_runs_on_the_nbody_test_preset(nbody_test_catalog):
     """The project's own catalog (test preset) feeds SubhaloPhaseSpace and the alignment components;
     full alignment gives omega > 0 inside hosts, anti-alignment omega < 0."""
     model = IAMockModel(nbody_test_catalog)
-    base = dict(logMmin=12.9, sigma_logM=0.3, logM0=12.9, logM1=13.6, alpha=1.0)
+    base = dict(logMmin=12.6, sigma_logM=0.3, logM0=12.6, logM1=13.3, alpha=1.0)  # enough pairs below 0.15 Mpc/h in the small box
     inside = BIN_CENTRES < 0.5
     aligned = model.measure(dict(base, mu_cen=1.0, mu_sat=1.0), 0, n_realisations=3, orientation_draws=1)
     anti = model.measure(dict(base, mu_cen=-1.0, mu_sat=-1.0), 0, n_realisations=3)
