@@ -260,3 +260,11 @@ def test_model_v3_moves_only_the_axes_towards_the_sites(test_build):
 
     # 0.445 -> 0.564 when written; isotropic would be 1/3
     assert alignment_with_first_sites(c3, a3) > alignment_with_first_sites(c2, a2) + 0.05
+
+
+def test_compare_models_refuses_an_unknown_halo_model(capsys):
+    from training.nbody.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compare-models", "--models", "1", "7"])
+    assert "unknown halo model version 7; expected one of [1, 2, 3]" in capsys.readouterr().err

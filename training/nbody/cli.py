@@ -21,16 +21,23 @@ def main(argv=None) -> int:
     v.add_argument("--cache-dir", default=None)
     v.add_argument("--realisations", type=int, default=10, help="mock realisations for the HOD comparisons")
     v.add_argument("--skip-mocks", action="store_true", help="skip the HOD-mock comparisons")
-    c = sub.add_parser("compare-models", help="realism of the default catalog's halo model versions v1 and v2 vs the "
-                       "Bolshoi-Planck reference mocks (section of docs/catalog.md)")
+    c = sub.add_parser("compare-models", help="realism of the default catalog's halo model versions (v1 and v2 unless "
+                       "--models) vs the Bolshoi-Planck reference mocks (section of docs/catalog.md)")
     c.add_argument("--out", default="docs")
+    c.add_argument("--models", type=int, nargs="+", default=[1, 2], help="halo model versions to compare (default 1 2)")
     c.add_argument("--realisations", type=int, default=10)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
     if args.command == "compare-models":
+        from .halos import get_model
         from .validate import compare_models
 
-        compare_models(args.out, realisations=args.realisations)
+        for version in args.models:
+            try:
+                get_model(version)
+            except ValueError as err:
+                parser.error(str(err))
+        compare_models(args.out, models=tuple(args.models), realisations=args.realisations)
         return 0
     from .simulation import PRESETS
 
