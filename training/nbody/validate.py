@@ -843,7 +843,8 @@ def _unbuilt_models_sentence(measured) -> list[str]:
     return ["v3 (`default-v3`) is v2 with the satellite sites' subhalo masses (the evolved subhalo mass function of "
             "Jiang & van den Bosch 2016, f_sub = 0.1) added to the tensor of `halo_axisA`, as a halo finder's axis "
             "includes its subhalos' particles. It is defined and tested on the `test` preset, but the default-size v3 "
-            "has not been built here yet. A prototype measured on v2's saved members is described in "
+            "has not been built here yet (`iaemu-catalog build --preset default-v3`, then `iaemu-catalog compare-models "
+            "--models 1 2 3`). A prototype measured on v2's saved members is described in "
             "[catalog_models_exploration.md](catalog_models_exploration.md) (\"A candidate v3\").", ""]
 
 
