@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cosmology
-from .halos import DEFAULT_MODEL, MODELS, find_halos, get_model, satellite_sites
+from .halos import DEFAULT_MODEL, MODELS, find_halos, get_model
 from .mesh import binned_power, cic_window2, correlation_from_mesh, density_contrast_k
 from .simulation import Preset, get_preset, ic_power_check, initial_conditions, run_pm, _atomic_save
 
@@ -225,12 +225,9 @@ def build_catalog(preset: str = "default", seed: int | None = None, out=None, pr
     pos, mom, diag = simulate(pr, seed, workdir, progress=progress)
     diag.update(matter_diagnostics(pr, pos))
     t0 = time.time()
-    hosts = find_halos(pos, mom, pr, seed, progress=progress, model=model)
+    hosts, sites = find_halos(pos, mom, pr, seed, progress=progress, model=model)
     log(f"{len(hosts['mvir'])} FoF halos with >= {pr.min_particles} particles ({time.time() - t0:.0f} s)")
     del pos, mom
-    sites = hosts.pop("satellite_sites", None)
-    if sites is None:
-        sites = satellite_sites(hosts, pr.boxsize, seed, conc_factor=spec["conc_factor"])
     meta = {
         "catalog_id": cid, "preset": preset, "seed": seed, "version": FORMAT_VERSION, "Lbox": pr.boxsize,
         "particle_mass": pr.particle_mass, "redshift": 0.0, "cosmology": dict(cosmology.COSMOLOGY),

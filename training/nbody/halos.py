@@ -327,10 +327,11 @@ def rank_matched_masses(lengths: np.ndarray, boxsize: float, rng: np.random.Gene
     return masses
 
 
-def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True, model: int = DEFAULT_MODEL) -> dict:
-    """Host-halo table (numpy columns) from z = 0 particles (positions Mpc/h, momenta in Mpc/h at a = 1),
-    with the shapes of halo model `model` (see MODELS). A model whose axes include the satellite sites also
-    returns those sites (key "satellite_sites"), drawn before the axes moved."""
+def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bool = True,
+               model: int = DEFAULT_MODEL) -> tuple[dict, dict]:
+    """(host-halo table (numpy columns), their satellite sites (`satellite_sites`)) from z = 0 particles
+    (positions Mpc/h, momenta in Mpc/h at a = 1), with the shapes of halo model `model` (see MODELS). The sites
+    are drawn in the frame of the particle axes, before a model with site masses moves the axes towards them."""
     from tqdm import tqdm
 
     steps = tqdm(total=4, desc="halos", disable=not progress)
@@ -368,14 +369,14 @@ def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bo
         "axisA": axes[:, :3], "axisB": axes[:, 3:], "b_to_a": ratios[:, 0], "c_to_a": ratios[:, 1],
         "n_inside_rvir": ninside,
     }
+    sites = satellite_sites(hosts, boxsize, seed, conc_factor=spec["conc_factor"])
     if spec.get("site_mass_fsub", 0.0) > 0:
-        sites = satellite_sites(hosts, boxsize, seed, conc_factor=spec["conc_factor"])
         axes = axes_with_sites(pos, members, offsets, lengths, centres, hosts, sites, spec["axis_radius"], boxsize,
                                spec["site_mass_fsub"], seed)
-        hosts.update(axisA=axes[:, :3], axisB=axes[:, 3:], satellite_sites=sites)
+        hosts.update(axisA=axes[:, :3], axisB=axes[:, 3:])
     steps.update(1)
     steps.close()
-    return hosts
+    return hosts, sites
 
 
 #: Satellite sites per host: ceil(SITES_PER_MASS * Mvir), at least one. 3 sites per 10^12.5 Msun/h covers
