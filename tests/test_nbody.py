@@ -268,3 +268,24 @@ def test_compare_models_refuses_an_unknown_halo_model(capsys):
     with pytest.raises(SystemExit):
         main(["compare-models", "--models", "1", "7"])
     assert "unknown halo model version 7; expected one of [1, 2, 3]" in capsys.readouterr().err
+
+
+def test_models_section_lists_measured_and_unmeasured_versions():
+    """The catalog page's halo-model section is written from compare_models' numbers: a column per measured version,
+    every defined version described, and the versions without numbers named."""
+    import json
+    from pathlib import Path
+
+    from training.nbody.halos import MODELS
+    from training.nbody.validate import MODELS_MARK, models_markdown
+
+    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "catalog_models.json").read_text())
+    res["models"] = {k: v for k, v in res["models"].items() if k in ("1", "3")}
+    md = models_markdown(res)
+    assert md.startswith(MODELS_MARK)
+    assert "| | iaemu-pm-default-s1-v1 | iaemu-pm-default-s1-v3 |" in md
+    assert "Halo models defined but not measured here: v2" in md
+    assert md.count("`default-v") >= len(MODELS)
+    assert "f_sub = 0.1" in md
+    dev = ", ".join(f"{v:.1f}" for v in res["models"]["3"]["validation"]["omega"]["dev_over_err_below_0.3"])
+    assert f"| omega (ours-ref)/err below 0.3 Mpc/h | " in md and dev in md
