@@ -289,3 +289,14 @@ def test_models_section_lists_measured_and_unmeasured_versions():
     assert "f_sub = 0.1" in md
     dev = ", ".join(f"{v:.1f}" for v in res["models"]["3"]["validation"]["omega"]["dev_over_err_below_0.3"])
     assert f"| omega (ours-ref)/err below 0.3 Mpc/h | " in md and dev in md
+
+
+def test_small_scale_verdict_needs_every_bin_within_tolerance():
+    from training.nbody.validate import small_scale_verdict
+
+    line, ok = small_scale_verdict([1.08, 0.98, 0.97], [-1.34, -1.32, -1.40])
+    assert ok and "(met)" in line and "below the reference, by less than the tolerance" in line
+    line, ok = small_scale_verdict([1.08, 0.98, 0.97], [-4.07, -3.82, 0.2])
+    assert not ok and "NOT met" in line and "below the reference" not in line
+    line, ok = small_scale_verdict([0.80, 0.98, 0.97], [0.1, 0.3, -0.2])
+    assert not ok and line.count("NOT met") == 1

@@ -620,16 +620,14 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         om_ok = r['omega']['median_abs_dev_over_err'] <= 1.5
         L.append(f"- Realism xi: median abs(xi/ref - 1) {_f(r['xi']['median_abs_ratio_minus_1'])} <= 0.15: " + ("met." if xi_ok else "NOT met."))
         L.append(f"- Realism omega: median abs(omega - ref)/err {_f(r['omega']['median_abs_dev_over_err'], 2)} <= 1.5: " + ("met." if om_ok else "NOT met."))
-        low_xi = min(r['xi']['ratio_below_0.3']) if r['xi']['ratio_below_0.3'] else float('nan')
-        low_om = max(r['omega']['dev_over_err_below_0.3']) if r['omega']['dev_over_err_below_0.3'] else float('nan')
-        L.append(f"- No systematic deficit below 0.3 Mpc/h: xi/ref >= {_f(low_xi)} (" + ("no deficit" if low_xi >= 0.85 else "deficit")
-                 + f"); omega (ours - ref)/err <= {_f(low_om, 2)} (" + ("no deficit" if low_om >= -1.5 else "deficit") + ").")
+        line, small_ok = small_scale_verdict(r['xi']['ratio_below_0.3'], r['omega']['dev_over_err_below_0.3'])
+        L.append(line)
         why = []
         if not om_ok:
             why.append("above ~1.5 Mpc/h the PM halo axes measured from the ~30 members inside R_vir (halo model v1) are more "
                        "aligned with the large-scale structure than the reference's Rockstar axes (the excess is ~1.5x at all "
                        "r > 2 Mpc/h, far above the box's cosmic variance)")
-        if low_om < -1.5:
+        if not small_ok:
             why.append("below 0.3 Mpc/h the satellite sites are not concentrated enough along the central's axis (the PM run "
                        "resolves no subhalos)")
         if why:
@@ -640,6 +638,20 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
     if models.exists():
         L += [models_markdown(json.loads(models.read_text())), ""]
     path.write_text("\n".join(L))
+
+
+def small_scale_verdict(xi_ratios, omega_devs) -> tuple[str, bool]:
+    """Issue 6's "no systematic deficit below 0.3 Mpc/h", as a verdict line and whether it is met: every reference
+    bin there within the realism targets' tolerances (xi/ref >= 0.85, (omega - ref)/err >= -1.5). A deficit inside
+    the tolerance in every bin is named, not hidden."""
+    xi_ok = bool(len(xi_ratios)) and min(xi_ratios) >= 0.85
+    om_ok = bool(len(omega_devs)) and min(omega_devs) >= -1.5
+    line = ("- No systematic deficit below 0.3 Mpc/h (every bin within xi/ref >= 0.85 and (omega - ref)/err >= -1.5): "
+            f"xi/ref {', '.join(_f(v) for v in xi_ratios)} ({'met' if xi_ok else 'NOT met'}); omega (ours - ref)/err "
+            f"{', '.join(_f(v, 2) for v in omega_devs)} ({'met' if om_ok else 'NOT met'}).")
+    if len(omega_devs) and max(omega_devs) < 0:
+        line += " Every omega bin lies below the reference" + (", by less than the tolerance." if om_ok else ".")
+    return line, xi_ok and om_ok
 
 
 def realism_numbers(mean: np.ndarray) -> dict:
