@@ -1,0 +1,60 @@
+#!/bin/bash
+# Re-measure everything in docs/ that depends on the shipped emulator, after a new artifact has been installed at
+# iaemu_theory/artifacts/iaemu_default.pt (and, for a new halo model, DEFAULT_MODEL set in training/nbody/halos.py).
+#
+#   scripts/remeasure_shipped.sh DATASET NODES LOGDIR
+#
+# DATASET: the split dataset the artifact was trained on (its test split is evaluated);
+# NODES:   prefix of the iaemu-validate mock-node folders, NODES1 NODES2 NODES3 for TNG300 samples 1-3 (made on the
+#          first run, reused afterwards);
+# LOGDIR:  where the logs and the posterior summary go.
+# One core: about 50 minutes (evaluation 7, Cobaya 1, validation 10-25 with fresh nodes, NUTS 7, benchmark 4).
+set -euo pipefail
+if [ $# -ne 3 ]; then
+  echo "usage: $0 DATASET NODES LOGDIR   (e.g. training/data/dataset_v3.h5 scratch/v3val scratch/ship)" >&2
+  exit 2
+fi
+data=$1; nodes=$2; logs=$3
+[ -f "$data" ] || { echo "dataset $data does not exist" >&2; exit 2; }
+mkdir -p "$logs"
+export OMP_NUM_THREADS=1
+step() { echo "[$(date +%H:%M:%S)] $*"; }
+
+step "test-split evaluation -> docs/emulator_metrics.md, artifact metadata"
+iaemu-evaluate --data "$data" --out docs --update-artifact > "$logs/evaluate.log" 2>&1
+
+for s in 1 2 3; do
+  y=yaml/iaemu_tng.yaml; c=chains/iaemu_tng
+  if [ $s -gt 1 ]; then y=yaml/iaemu_tng_sample$s.yaml; c=chains/iaemu_tng_sample$s; fi
+  step "Cobaya mcmc, TNG300 sample $s"
+  /usr/bin/time -f "%e s wall" cobaya-run -f $y > "$logs/cobaya_$s.log" 2>&1
+  iaemu-plot $c --out "$logs/tng$s.png" >> "$logs/cobaya_$s.log" 2>&1
+  cp "$logs/tng$s.png" docs/figures/cobaya_tng_sample${s}_triangle.png
+  cp "$logs/tng${s}_ppd.png" docs/figures/cobaya_tng_sample${s}_ppd.png
+done
+python - > "$logs/posteriors.txt" <<'PY'
+from getdist import loadMCSamples
+for s, c in ((1, "chains/iaemu_tng"), (2, "chains/iaemu_tng_sample2"), (3, "chains/iaemu_tng_sample3")):
+    m = loadMCSamples(c, settings={"ignore_rows": 0.3}).getMargeStats()
+    row = []
+    for p in ("mu_cen", "mu_sat"):
+        d = m.parWithName(p)
+        row.append(f"{p} {d.mean:.3f} [{d.limits[0].lower:.3f}, {d.limits[0].upper:.3f}] (std {d.err:.4f})")
+    print(f"sample {s}: " + " | ".join(row))
+PY
+cat "$logs/posteriors.txt"
+
+for s in 1 2 3; do
+  step "validation against halotools-IA, sample $s (nodes in $nodes$s)"
+  python -m training.validate --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs --no-progress \
+    > "$logs/validate_$s.log" 2>&1
+done
+
+step "NUTS"
+/usr/bin/time -f "%e s wall" cobaya-run -f yaml/iaemu_tng_nuts.yaml > "$logs/nuts.log" 2>&1
+step "catalog page"
+iaemu-catalog validate --preset default --out docs > "$logs/catalog_validate.log" 2>&1
+step "benchmark"
+iaemu-benchmark --catalog default --out docs/benchmark.md > "$logs/benchmark.log" 2>&1
+python benchmarks/bench_theory.py --skip-run > "$logs/bench_theory.log" 2>&1
+step "done: numbers in docs/, logs in $logs"
