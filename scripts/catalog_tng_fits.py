@@ -8,7 +8,8 @@ reference / ours at the reference mocks' parameters (the Bolshoi-Planck mocks ex
 what the fit would give on a catalog that matches Bolshoi-Planck there and shares our catalog's mu-dependence.
 
 Usage (nodes from `iaemu-validate --sample S --catalog default-vN --grid 11 --work W`, S = 1, 2, 3):
-    python scripts/catalog_tng_fits.py --nodes v1 W1 W2 W3 --nodes v2 W1 W2 W3 [--out docs/catalog_tng_fits.json]
+    python scripts/catalog_tng_fits.py --nodes v1 W1 W2 W3 --nodes v2 W1 W2 W3 [--out docs/catalog_tng_fits.json] \
+        [--figure docs/figures/catalog_tng_fits.png]
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--nodes", nargs=4, action="append", metavar=("VERSION", "W1", "W2", "W3"), required=True,
                     help="catalog version label and the node folders of samples 1, 2, 3")
     ap.add_argument("--out", default=None, help="JSON output (default: print only)")
+    ap.add_argument("--figure", default=None, help="PNG of the fits per sample and catalog version")
     args = ap.parse_args(argv)
     res = {"r_min_cut": R_MIN_CUT, "fits": {}}
     surfaces = {}
@@ -85,7 +87,43 @@ def main(argv=None) -> int:
                   f"{r['mu_cen']['std']:.3f}  mu_sat {r['mu_sat']['mean']:.3f} +- {r['mu_sat']['std']:.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
+    if args.figure:
+        plot_fits(res, [v for v, *_ in args.nodes], Path(args.figure))
     return 0
+
+
+def plot_fits(res: dict, versions: list[str], path: Path) -> None:
+    """mu_cen, mu_sat (mean +- std) per TNG300 sample and catalog version: all fitted bins (filled) and r >= R_MIN_CUT
+    (open); for sample 2 also the Bolshoi-Planck-calibrated fits (grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    for sample, ax in enumerate(axes, start=1):
+        for k, version in enumerate(versions):
+            for cut, face in ((None, f"C{k}"), (R_MIN_CUT, "none")):
+                f = res["fits"][f"{version} sample{sample} r_min={cut}"]
+                label = f"{version}" + ("" if cut is None else f", r >= {cut} Mpc/h")
+                ax.errorbar(f["mu_cen"]["mean"], f["mu_sat"]["mean"], xerr=f["mu_cen"]["std"], yerr=f["mu_sat"]["std"],
+                            fmt="o", color=f"C{k}", mfc=face, ms=6, capsize=2, label=label)
+        if sample == 2:
+            label = "Bolshoi-Planck-calibrated (each version, both cuts)"
+            for version in versions:
+                for cut in (None, R_MIN_CUT):
+                    c = res["bolplanck_calibrated"][version][f"r_min={cut}"]
+                    ax.errorbar(c["mu_cen"]["mean"], c["mu_sat"]["mean"], xerr=c["mu_cen"]["std"], yerr=c["mu_sat"]["std"],
+                                fmt="s", color="0.6", mfc="none", ms=5, capsize=2, zorder=0, label=label)
+                    label = None
+        ax.set_title(f"TNG300 sample {sample}: halotools-IA fits on our catalog", fontsize=9)
+        ax.set_xlabel("mu_cen")
+        ax.set_ylabel("mu_sat")
+        ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
