@@ -300,3 +300,17 @@ def test_small_scale_verdict_needs_every_bin_within_tolerance():
     assert not ok and "NOT met" in line and "below the reference" not in line
     line, ok = small_scale_verdict([0.80, 0.98, 0.97], [0.1, 0.3, -0.2])
     assert not ok and line.count("NOT met") == 1
+
+
+def test_models_figure_is_drawn_from_the_saved_results(tmp_path):
+    import json
+    from pathlib import Path
+
+    from iaemu_theory.conventions import N_BINS
+    from training.nbody.validate import plot_models
+
+    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "catalog_models.json").read_text())
+    for k, e in res["models"].items():
+        e["mean_stats"] = (np.ones((3, N_BINS)) * 0.01 * int(k)).tolist()
+    plot_models(res, tmp_path / "realism.png")
+    assert (tmp_path / "realism.png").stat().st_size > 10_000
