@@ -228,10 +228,13 @@ def test_a_massive_site_pulls_the_host_axis():
     pos = 50.0 + 0.4 * u / np.linalg.norm(u, axis=1)[:, None] * rng.random(n)[:, None] ** (1 / 3)  # a round halo
     axes = np.empty((1, 6))
     site_rel = np.array([[0.0, 0.3, 0.0], [0.0, 0.0, 0.9]])    # inside R_vir / 2; outside it (mass only)
-    _axes_with_sites(pos, np.arange(n), np.array([0]), np.array([n]), np.array([[50.0, 50.0, 50.0]]), np.array([1.0]),
-                     np.array([0.5]), np.array([1e12]), 100.0, 10, np.array([0]), np.array([2]), site_rel,
-                     np.array([5e10, 5e11]), axes)
+    args = (pos, np.arange(n), np.array([0]), np.array([n]), np.array([[50.0, 50.0, 50.0]]), np.array([1.0]),
+            np.array([0.5]))
+    rest = (np.array([1e12]), 100.0, 10, np.array([0]), np.array([2]), site_rel, np.array([5e10, 5e11]), axes)
+    _axes_with_sites(*args, np.array([0.5]), *rest)
     assert abs(axes[0, 1]) > 0.99     # major axis towards the site inside the aperture
+    _axes_with_sites(*args, np.array([1.0]), *rest)
+    assert abs(axes[0, 2]) > 0.99     # sites counted out to R_vir: the heavier, outer one wins
 
 
 def test_model_v3_moves_only_the_axes_towards_the_sites(test_build):
@@ -300,6 +303,19 @@ def test_small_scale_verdict_needs_every_bin_within_tolerance():
     assert not ok and "NOT met" in line and "below the reference" not in line
     line, ok = small_scale_verdict([0.80, 0.98, 0.97], [0.1, 0.3, -0.2])
     assert not ok and line.count("NOT met") == 1
+
+
+def test_models_check_is_found_by_catalog_id(tmp_path):
+    import json
+
+    from training.nbody.validate import _models_check
+
+    check = {"realisations": 30, "seed": 8, "xi_below_0.3": [1.0, 1.0, 1.0], "omega_below_0.3": [0.1, -3.9, -1.3]}
+    path = tmp_path / "catalog_models.json"
+    path.write_text(json.dumps({"models": {"2": {"catalog_id": "cat-v2"}, "3": {"catalog_id": "cat-v3", "check": check}}}))
+    assert _models_check(path, "cat-v3") == check
+    assert _models_check(path, "cat-v2") is None            # measured without a check
+    assert _models_check(tmp_path / "absent.json", "cat-v3") is None
 
 
 def test_models_figure_is_drawn_from_the_saved_results(tmp_path):

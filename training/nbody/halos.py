@@ -250,11 +250,11 @@ def site_mass_fractions(nsite: np.ndarray, f_sub: float, seed: int) -> np.ndarra
 
 
 @njit(cache=True)
-def _axes_with_sites(pos, members, offsets, lengths, centres, rvir, aperture, host_mass, boxsize, min_count,
-                     site_first, site_count, site_rel, site_mass, out_axes):
+def _axes_with_sites(pos, members, offsets, lengths, centres, rvir, aperture, site_aperture, host_mass, boxsize,
+                     min_count, site_first, site_count, site_rel, site_mass, out_axes):
     """Major and intermediate axes of the non-reduced tensor of the members inside `aperture` (at least the
     `min_count` nearest), weighted to the host's smooth mass M (1 - F) / N(<R_vir), plus m x x^T of its sites
-    inside the aperture; F = the sites' mass fraction inside R_vir (at most 0.5)."""
+    inside `site_aperture`; F = the sites' mass fraction inside R_vir (at most 0.5)."""
     for g in range(len(offsets)):
         n = lengths[g]
         rel = _member_offsets(pos, members, offsets[g], n, centres[g], boxsize)
@@ -282,7 +282,7 @@ def _axes_with_sites(pos, members, offsets, lengths, centres, rvir, aperture, ho
                 for b in range(3):
                     tensor[a, b] += w * rel[i, a] * rel[i, b]
         for j in range(site_first[g], site_first[g] + site_count[g]):
-            if site_rel[j, 0] ** 2 + site_rel[j, 1] ** 2 + site_rel[j, 2] ** 2 <= aperture[g] ** 2:
+            if site_rel[j, 0] ** 2 + site_rel[j, 1] ** 2 + site_rel[j, 2] ** 2 <= site_aperture[g] ** 2:
                 for a in range(3):
                     for b in range(3):
                         tensor[a, b] += site_mass[j] * site_rel[j, a] * site_rel[j, b]
@@ -293,15 +293,19 @@ def _axes_with_sites(pos, members, offsets, lengths, centres, rvir, aperture, ho
 
 
 def axes_with_sites(pos, members, offsets, lengths, centres, hosts: dict, sites: dict, radius: float,
-                    boxsize: float, f_sub: float, seed: int, min_count: int = 10) -> np.ndarray:
+                    boxsize: float, f_sub: float, seed: int, min_count: int = 10, site_radius: float | None = None
+                    ) -> np.ndarray:
     """(N, 6) major then intermediate axes of every host with its satellite sites' subhalo masses in the tensor
-    (halo model key site_mass_fsub)."""
+    (halo model key site_mass_fsub): members inside `radius` R_vir, sites inside `site_radius` R_vir (default
+    `radius`)."""
     nsite = np.bincount(sites["host"], minlength=len(lengths))
     mass = site_mass_fractions(nsite, f_sub, seed) * hosts["mvir"][sites["host"]]
     site_rel = sites["offset_rvir"] * hosts["rvir"][sites["host"]][:, None]
     axes = np.empty((len(lengths), 6))
-    _axes_with_sites(pos, members, offsets, lengths, centres, np.asarray(hosts["rvir"], dtype=np.float64),
-                     radius * np.asarray(hosts["rvir"], dtype=np.float64), np.asarray(hosts["mvir"], dtype=np.float64),
+    rvir = np.asarray(hosts["rvir"], dtype=np.float64)
+    site_radius = radius if site_radius is None else site_radius
+    _axes_with_sites(pos, members, offsets, lengths, centres, rvir, radius * rvir, site_radius * rvir,
+                     np.asarray(hosts["mvir"], dtype=np.float64),
                      float(boxsize), int(min_count), (np.cumsum(nsite) - nsite).astype(np.int64), nsite.astype(np.int64),
                      np.ascontiguousarray(site_rel, dtype=np.float64), mass, axes)
     return axes
@@ -372,7 +376,7 @@ def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bo
     sites = satellite_sites(hosts, boxsize, seed, conc_factor=spec["conc_factor"])
     if spec.get("site_mass_fsub", 0.0) > 0:
         axes = axes_with_sites(pos, members, offsets, lengths, centres, hosts, sites, spec["axis_radius"], boxsize,
-                               spec["site_mass_fsub"], seed)
+                               spec["site_mass_fsub"], seed, site_radius=spec.get("site_radius"))
         hosts.update(axisA=axes[:, :3], axisB=axes[:, 3:])
     steps.update(1)
     steps.close()
