@@ -270,7 +270,7 @@ def test_compare_models_refuses_an_unknown_halo_model(capsys):
 
     with pytest.raises(SystemExit):
         main(["compare-models", "--models", "1", "7"])
-    assert "unknown halo model version 7; expected one of [1, 2, 3]" in capsys.readouterr().err
+    assert f"unknown halo model version 7; expected one of {sorted(MODELS)}" in capsys.readouterr().err
 
 
 def test_models_section_lists_measured_and_unmeasured_versions():
@@ -330,3 +330,20 @@ def test_models_figure_is_drawn_from_the_saved_results(tmp_path):
         e["mean_stats"] = (np.ones((3, N_BINS)) * 0.01 * int(k)).tolist()
     plot_models(res, tmp_path / "realism.png")
     assert (tmp_path / "realism.png").stat().st_size > 10_000
+
+
+def test_variant_overrides_parse_and_refuse_unknown_keys():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "halo_model_variants.py"
+    spec = importlib.util.spec_from_file_location("halo_model_variants", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    v = mod.parse_overrides("site_radius=1.0,site_mass_fsub=0.2", MODELS[2])
+    assert v["site_radius"] == 1.0 and v["site_mass_fsub"] == 0.2 and v["axis_radius"] == MODELS[2]["axis_radius"]
+    assert "site_radius" not in MODELS[2]                 # the base spec is not modified
+    with pytest.raises(ValueError, match="axis_radiu"):
+        mod.parse_overrides("axis_radiu=1", MODELS[2])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        mod.parse_overrides("site_radius", MODELS[2])

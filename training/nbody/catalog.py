@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 SITE_MASS_FRACTION = 0.05
 _DATA = Path(__file__).resolve().parent.parent / "data"
 #: Committed catalog files by halo model version (preset `default`, its default seed).
-PACKAGED = {v: _DATA / f"default_catalog_v{v}.npz" for v in (1, 2, 3)}
+PACKAGED = {v: _DATA / f"default_catalog_v{v}.npz" for v in (1, 2, 3, 4)}
 
 COLUMNS = (
     "halo_axisA_x", "halo_axisA_y", "halo_axisA_z", "halo_upid", "halo_hostid", "halo_id", "halo_mpeak",

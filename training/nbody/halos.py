@@ -209,10 +209,14 @@ MODELS = {
     3: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
         "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5,
         "site_mass_fsub": 0.1},
+    4: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
+        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5,
+        "site_mass_fsub": 0.1, "site_radius": 0.75},
 }
 #: site_mass_fsub > 0 (v3): every satellite site gets a subhalo mass (SHMF_EVOLVED with that f_sub), and the sites
 #: inside the axis aperture add m x x^T to the host's (non-reduced) tensor before its major axis is taken, as a halo
 #: finder's axis includes its subhalos' particles. The sites themselves are drawn in the frame without them.
+#: site_radius (v4): the sites inside this many R_vir enter the tensor (default: axis_radius, the members' window).
 
 #: Evolved subhalo mass function of Jiang & van den Bosch (2016, MNRAS 458, 2848; universal fit, all orders):
 #: dN/dln(psi) = gamma psi^alpha exp(-beta psi^omega), psi = present-day subhalo mass / host mass, gamma = 0.31 f_sub.
