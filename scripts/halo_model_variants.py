@@ -27,14 +27,16 @@ FIRST_VARIANT = 100
 
 
 def parse_overrides(text: str, base: dict) -> dict:
-    """'k=v,k2=v2' -> the base spec with those keys replaced (values parsed as JSON: numbers, true/false)."""
+    """'k=v,k2=v2' -> the base spec with those keys replaced (values parsed as JSON: numbers, true/false); the keys
+    are those that any MODELS entry uses."""
+    known = set().union(*halos.MODELS.values())
     spec = dict(base)
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"variant item {item!r}: expected KEY=VALUE")
-        if key not in base and key not in ("site_radius", "site_mass_fsub"):
-            raise ValueError(f"variant key {key!r}: expected one of {sorted(set(base) | {'site_radius', 'site_mass_fsub'})}")
+        if key not in known:
+            raise ValueError(f"variant key {key!r}: expected one of {sorted(known)}")
         spec[key] = json.loads(value)
     return spec
 

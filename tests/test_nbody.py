@@ -305,17 +305,14 @@ def test_small_scale_verdict_needs_every_bin_within_tolerance():
     assert not ok and line.count("NOT met") == 1
 
 
-def test_models_check_is_found_by_catalog_id(tmp_path):
-    import json
-
+def test_models_check_is_found_by_catalog_id():
     from training.nbody.validate import _models_check
 
     check = {"realisations": 30, "seed": 8, "xi_below_0.3": [1.0, 1.0, 1.0], "omega_below_0.3": [0.1, -3.9, -1.3]}
-    path = tmp_path / "catalog_models.json"
-    path.write_text(json.dumps({"models": {"2": {"catalog_id": "cat-v2"}, "3": {"catalog_id": "cat-v3", "check": check}}}))
-    assert _models_check(path, "cat-v3") == check
-    assert _models_check(path, "cat-v2") is None            # measured without a check
-    assert _models_check(tmp_path / "absent.json", "cat-v3") is None
+    models = {"models": {"2": {"catalog_id": "cat-v2"}, "3": {"catalog_id": "cat-v3", "check": check}}}
+    assert _models_check(models, "cat-v3") == check
+    assert _models_check(models, "cat-v2") is None          # measured without a check
+    assert _models_check(None, "cat-v3") is None            # no catalog_models.json beside the page
 
 
 def test_models_figure_is_drawn_from_the_saved_results(tmp_path):

@@ -402,6 +402,8 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
     c = res["catalog"]
     ic, pk, mf = res["ic_power"], res["matter_power"], res["mass_function"]
     pr = get_preset(c["preset"])
+    models_path = path.with_name("catalog_models.json")
+    models = json.loads(models_path.read_text()) if models_path.exists() else None
     L = [
         "# The project's N-body halo catalog",
         "",
@@ -622,7 +624,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         L.append(f"- Realism omega: median abs(omega - ref)/err {_f(r['omega']['median_abs_dev_over_err'], 2)} <= 1.5: " + ("met." if om_ok else "NOT met."))
         line, small_ok = small_scale_verdict(r['xi']['ratio_below_0.3'], r['omega']['dev_over_err_below_0.3'])
         L.append(line)
-        check = _models_check(path.with_name("catalog_models.json"), res["catalog"]["catalog_id"])
+        check = _models_check(models, res["catalog"]["catalog_id"])
         if check is not None:
             _, check_ok = small_scale_verdict(check["xi_below_0.3"], check["omega_below_0.3"])
             L.append(f"- The same with {check['realisations']} realisations (seed {check['seed']}, `compare-models` check "
@@ -643,17 +645,16 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
             L += ["", "What sets the omega misses was measured afterwards (section \"Halo model versions\" below): "
                   + "; ".join(why) + "."]
     L += ["", f"All numbers: `{path.with_name('catalog_validation.json').name}` (written by the same command).", ""]
-    models = path.with_name("catalog_models.json")
-    if models.exists():
-        L += [models_markdown(json.loads(models.read_text())), ""]
+    if models is not None:
+        L += [models_markdown(models), ""]
     path.write_text("\n".join(L))
 
 
-def _models_check(path: Path, catalog_id: str) -> dict | None:
-    """The many-realisation check of `compare-models` for this catalog, if catalog_models.json holds one."""
-    if not path.exists():
+def _models_check(models: dict | None, catalog_id: str) -> dict | None:
+    """The many-realisation check of `compare-models` for this catalog, if its results (catalog_models.json) hold one."""
+    if models is None:
         return None
-    for entry in json.loads(path.read_text())["models"].values():
+    for entry in models["models"].values():
         if entry.get("catalog_id") == catalog_id and "check" in entry:
             return entry["check"]
     return None
