@@ -8,7 +8,9 @@
 # NODES:   prefix of the iaemu-validate mock-node folders, NODES1 NODES2 NODES3 for TNG300 samples 1-3 (made on the
 #          first run, reused afterwards);
 # LOGDIR:  where the logs and the posterior summary go.
-# One core: about 50 minutes (evaluation 7, Cobaya 1, validation 10-25 with fresh nodes, NUTS 7, benchmark 4).
+# Two streams run side by side, one per core: the emulator's (evaluation 7 min, Cobaya 1, NUTS 5-7) and the mocks'
+# (validation 10-25 with fresh nodes, catalog page 3); the benchmark runs last, alone. About 25 minutes on two
+# cores (50 on one).
 set -euo pipefail
 if [ $# -ne 3 ]; then
   echo "usage: $0 DATASET NODES LOGDIR   (e.g. training/data/dataset_v3.h5 scratch/v3val scratch/ship)" >&2
@@ -20,19 +22,20 @@ mkdir -p "$logs"
 export OMP_NUM_THREADS=1
 step() { echo "[$(date +%H:%M:%S)] $*"; }
 
-step "test-split evaluation -> docs/emulator_metrics.md, artifact metadata"
-iaemu-evaluate --data "$data" --out docs --update-artifact > "$logs/evaluate.log" 2>&1
+emulator_stream() {
+  step "test-split evaluation -> docs/emulator_metrics.md, artifact metadata"
+  iaemu-evaluate --data "$data" --out docs --update-artifact > "$logs/evaluate.log" 2>&1
 
-for s in 1 2 3; do
-  y=yaml/iaemu_tng.yaml; c=chains/iaemu_tng
-  if [ $s -gt 1 ]; then y=yaml/iaemu_tng_sample$s.yaml; c=chains/iaemu_tng_sample$s; fi
-  step "Cobaya mcmc, TNG300 sample $s"
-  /usr/bin/time -f "%e s wall" cobaya-run -f $y > "$logs/cobaya_$s.log" 2>&1
-  iaemu-plot $c --out "$logs/tng$s.png" >> "$logs/cobaya_$s.log" 2>&1
-  cp "$logs/tng$s.png" docs/figures/cobaya_tng_sample${s}_triangle.png
-  cp "$logs/tng${s}_ppd.png" docs/figures/cobaya_tng_sample${s}_ppd.png
-done
-python - > "$logs/posteriors.txt" <<'PY'
+  for s in 1 2 3; do
+    y=yaml/iaemu_tng.yaml; c=chains/iaemu_tng
+    if [ $s -gt 1 ]; then y=yaml/iaemu_tng_sample$s.yaml; c=chains/iaemu_tng_sample$s; fi
+    step "Cobaya mcmc, TNG300 sample $s"
+    /usr/bin/time -f "%e s wall" cobaya-run -f $y > "$logs/cobaya_$s.log" 2>&1
+    iaemu-plot $c --out "$logs/tng$s.png" >> "$logs/cobaya_$s.log" 2>&1
+    cp "$logs/tng$s.png" docs/figures/cobaya_tng_sample${s}_triangle.png
+    cp "$logs/tng${s}_ppd.png" docs/figures/cobaya_tng_sample${s}_ppd.png
+  done
+  python - > "$logs/posteriors.txt" <<'PY'
 from getdist import loadMCSamples
 for s, c in ((1, "chains/iaemu_tng"), (2, "chains/iaemu_tng_sample2"), (3, "chains/iaemu_tng_sample3")):
     m = loadMCSamples(c, settings={"ignore_rows": 0.3}).getMargeStats()
@@ -42,18 +45,34 @@ for s, c in ((1, "chains/iaemu_tng"), (2, "chains/iaemu_tng_sample2"), (3, "chai
         row.append(f"{p} {d.mean:.3f} [{d.limits[0].lower:.3f}, {d.limits[0].upper:.3f}] (std {d.err:.4f})")
     print(f"sample {s}: " + " | ".join(row))
 PY
+  cat "$logs/posteriors.txt"
+
+  step "NUTS"
+  /usr/bin/time -f "%e s wall" cobaya-run -f yaml/iaemu_tng_nuts.yaml > "$logs/nuts.log" 2>&1
+}
+
+mock_stream() {
+  for s in 1 2 3; do
+    step "validation against halotools-IA, sample $s (nodes in $nodes$s)"
+    python -m training.validate --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs --no-progress \
+      > "$logs/validate_$s.log" 2>&1
+  done
+
+  step "catalog page"
+  iaemu-catalog validate --preset default --out docs > "$logs/catalog_validate.log" 2>&1
+}
+
+step "emulator and mock streams started: tail -f $logs/emulator_stream.log $logs/mock_stream.log"
+emulator_stream > "$logs/emulator_stream.log" 2>&1 &
+emu=$!
+mock_stream > "$logs/mock_stream.log" 2>&1 &
+mock=$!
+status=0
+wait $emu || { echo "emulator stream failed: see $logs/emulator_stream.log" >&2; status=1; }
+wait $mock || { echo "mock stream failed: see $logs/mock_stream.log" >&2; status=1; }
+[ $status -eq 0 ] || exit $status
 cat "$logs/posteriors.txt"
 
-for s in 1 2 3; do
-  step "validation against halotools-IA, sample $s (nodes in $nodes$s)"
-  python -m training.validate --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs --no-progress \
-    > "$logs/validate_$s.log" 2>&1
-done
-
-step "NUTS"
-/usr/bin/time -f "%e s wall" cobaya-run -f yaml/iaemu_tng_nuts.yaml > "$logs/nuts.log" 2>&1
-step "catalog page"
-iaemu-catalog validate --preset default --out docs > "$logs/catalog_validate.log" 2>&1
 step "benchmark"
 iaemu-benchmark --catalog default --out docs/benchmark.md > "$logs/benchmark.log" 2>&1
 python benchmarks/bench_theory.py --skip-run > "$logs/bench_theory.log" 2>&1

@@ -5,12 +5,13 @@ the bins below 0.3 Mpc/h; this pools `--seeds` independent seeds of `--realisati
 parameters, as the reference), per catalog, and prints the pooled (ours - ref)/err there, the scatter of the
 per-seed values, the pooled median over 0.3-14 Mpc/h and omega ours/ref summed over r > 2 Mpc/h.
 
-    python scripts/small_scale_check.py default-v2 default-v3 --out docs/catalog_small_scale.json
+    python scripts/small_scale_check.py default-v2 default-v3 default-v4 --out docs/catalog_small_scale.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     p.add_argument("catalogs", nargs="+", help="catalog names (default-v2, default-v3, ...) or npz paths")
     p.add_argument("--seeds", type=int, nargs="+", default=[8, 9, 10, 11, 12])
     p.add_argument("--realisations", type=int, default=30, help="realisations per seed (default 30)")
-    p.add_argument("--out", default=None, help="write the numbers as JSON here")
+    p.add_argument("--out", default=None, help="write the numbers as JSON here (an existing file keeps the catalogs "
+                   "not measured this time)")
     args = p.parse_args(argv)
     out = {}
     for name in args.catalogs:
@@ -69,6 +71,9 @@ def main(argv=None) -> int:
               + f"; median 0.3-14 Mpc/h {res['omega_median_0.3_14']:.2f}; ours/ref r > 2 Mpc/h "
               f"{res['omega_ratio_r_gt_2']:.3f}; {res['seconds']:.0f} s", flush=True)
     if args.out:
+        if os.path.exists(args.out):
+            with open(args.out) as fh:
+                out = {**json.load(fh), **out}
         with open(args.out, "w") as fh:
             json.dump(out, fh, indent=1)
     return 0

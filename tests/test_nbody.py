@@ -315,6 +315,15 @@ def test_models_check_is_found_by_catalog_id():
     assert _models_check(None, "cat-v3") is None            # no catalog_models.json beside the page
 
 
+def test_pooled_check_is_found_by_catalog_id():
+    from training.nbody.validate import _pooled_check
+
+    pooled = {"default-v3": {"catalog_id": "cat-v3", "seeds": [8, 9]}, "default-v4": {"catalog_id": "cat-v4", "seeds": [8]}}
+    assert _pooled_check(pooled, "cat-v4")["seeds"] == [8]
+    assert _pooled_check(pooled, "cat-v2") is None         # not pooled
+    assert _pooled_check(None, "cat-v4") is None           # no catalog_small_scale.json beside the page
+
+
 def test_models_figure_is_drawn_from_the_saved_results(tmp_path):
     import json
     from pathlib import Path

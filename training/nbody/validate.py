@@ -404,6 +404,8 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
     pr = get_preset(c["preset"])
     models_path = path.with_name("catalog_models.json")
     models = json.loads(models_path.read_text()) if models_path.exists() else None
+    pooled_path = path.with_name("catalog_small_scale.json")
+    pooled = json.loads(pooled_path.read_text()) if pooled_path.exists() else None
     L = [
         "# The project's N-body halo catalog",
         "",
@@ -633,6 +635,16 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
                      + ("met" if check_ok else "NOT met") + "); a 10-realisation mean scatters there by about 1-2 "
                      "reference errors, so the larger sample is the better estimate.")
             small_ok = small_ok and check_ok
+        many = _pooled_check(pooled, res["catalog"]["catalog_id"])
+        if many is not None:
+            n = len(many["seeds"]) * many["realisations_per_seed"]
+            many_ok = min(many["omega_below_0.3_pooled"]) >= -1.5
+            L.append(f"- Pooled over {n} realisations (seeds {', '.join(str(s) for s in many['seeds'])}, "
+                     f"`scripts/small_scale_check.py`, {pooled_path.name}): omega (ours - ref)/err below 0.3 Mpc/h "
+                     f"{', '.join(_f(v, 2) for v in many['omega_below_0.3_pooled'])}, ours/ref "
+                     f"{', '.join(_f(v, 2) for v in many['omega_ratio_below_0.3_pooled'])} ("
+                     + ("met" if many_ok else "NOT met") + ").")
+            small_ok = small_ok and many_ok
         why = []
         if not om_ok:
             why.append("above ~1.5 Mpc/h the PM halo axes measured from the ~30 members inside R_vir (halo model v1) are more "
@@ -657,6 +669,17 @@ def _models_check(models: dict | None, catalog_id: str) -> dict | None:
     for entry in models["models"].values():
         if entry.get("catalog_id") == catalog_id and "check" in entry:
             return entry["check"]
+    return None
+
+
+def _pooled_check(pooled: dict | None, catalog_id: str) -> dict | None:
+    """The pooled many-seed numbers of scripts/small_scale_check.py for this catalog, if its results
+    (catalog_small_scale.json) hold them."""
+    if pooled is None:
+        return None
+    for entry in pooled.values():
+        if entry.get("catalog_id") == catalog_id:
+            return entry
     return None
 
 
