@@ -469,7 +469,8 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "`$IAEMU_CACHE` (default `~/.cache/iaemu`) as `iaemu-pm-<preset>-s<seed>-v<halo model>.npz`, with their checkpoints",
         "in `build-<catalog_id>/` (the z = 0 particles stay there for reuse; delete the folder to reclaim the space).",
         "API: `training.nbody.load_catalog_columns(preset, seed=None, cache_dir=None, build_if_missing=True)`; "
-        f"`preset` may name a halo model version (`default-v1`, `default-v2`, `default-v3`; a name without one means v{DEFAULT_MODEL}, see below).",
+        f"`preset` may name a halo model version ({', '.join(f'`default-v{v}`' for v in sorted(MODELS))}; a name without one "
+        f"means v{DEFAULT_MODEL}, see below).",
         "",
         f"## Results for `{c['catalog_id']}`",
         "",
