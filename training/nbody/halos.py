@@ -216,7 +216,8 @@ MODELS = {
 #: site_mass_fsub > 0 (v3): every satellite site gets a subhalo mass (SHMF_EVOLVED with that f_sub), and the sites
 #: inside the axis aperture add m x x^T to the host's (non-reduced) tensor before its major axis is taken, as a halo
 #: finder's axis includes its subhalos' particles. The sites themselves are drawn in the frame without them.
-#: site_radius (v4): the sites inside this many R_vir enter the tensor (default: axis_radius, the members' window).
+#: site_radius (v4): the sites inside this many R_vir enter the tensor (`site_radius()`; default: axis_radius, the
+#: members' window).
 
 #: Evolved subhalo mass function of Jiang & van den Bosch (2016, MNRAS 458, 2848; universal fit, all orders):
 #: dN/dln(psi) = gamma psi^alpha exp(-beta psi^omega), psi = present-day subhalo mass / host mass, gamma = 0.31 f_sub.
@@ -226,6 +227,12 @@ SHMF_EVOLVED = {"gamma_per_fsub": 0.31, "alpha": -0.82, "beta": 50.0, "omega": 4
 #: The halo model version that a catalog name without a "-v<N>" suffix means ("default" = "default-v<DEFAULT_MODEL>").
 #: It is the version of the shipped emulator's dataset; the other versions stay loadable by their suffixed names.
 DEFAULT_MODEL = 3
+
+
+def site_radius(spec: dict) -> float:
+    """The window of the satellite sites in a halo model's axis tensor, in R_vir: `site_radius`, else the members'
+    window `axis_radius` (v3)."""
+    return float(spec.get("site_radius", spec["axis_radius"]))
 
 
 def get_model(version: int) -> dict:
@@ -297,18 +304,15 @@ def _axes_with_sites(pos, members, offsets, lengths, centres, rvir, aperture, si
 
 
 def axes_with_sites(pos, members, offsets, lengths, centres, hosts: dict, sites: dict, radius: float,
-                    boxsize: float, f_sub: float, seed: int, min_count: int = 10, site_radius: float | None = None
-                    ) -> np.ndarray:
+                    boxsize: float, f_sub: float, seed: int, sites_radius: float, min_count: int = 10) -> np.ndarray:
     """(N, 6) major then intermediate axes of every host with its satellite sites' subhalo masses in the tensor
-    (halo model key site_mass_fsub): members inside `radius` R_vir, sites inside `site_radius` R_vir (default
-    `radius`)."""
+    (halo model key site_mass_fsub): members inside `radius` R_vir, sites inside `sites_radius` R_vir."""
     nsite = np.bincount(sites["host"], minlength=len(lengths))
     mass = site_mass_fractions(nsite, f_sub, seed) * hosts["mvir"][sites["host"]]
     site_rel = sites["offset_rvir"] * hosts["rvir"][sites["host"]][:, None]
     axes = np.empty((len(lengths), 6))
     rvir = np.asarray(hosts["rvir"], dtype=np.float64)
-    site_radius = radius if site_radius is None else site_radius
-    _axes_with_sites(pos, members, offsets, lengths, centres, rvir, radius * rvir, site_radius * rvir,
+    _axes_with_sites(pos, members, offsets, lengths, centres, rvir, radius * rvir, sites_radius * rvir,
                      np.asarray(hosts["mvir"], dtype=np.float64),
                      float(boxsize), int(min_count), (np.cumsum(nsite) - nsite).astype(np.int64), nsite.astype(np.int64),
                      np.ascontiguousarray(site_rel, dtype=np.float64), mass, axes)
@@ -380,7 +384,7 @@ def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bo
     sites = satellite_sites(hosts, boxsize, seed, conc_factor=spec["conc_factor"])
     if spec.get("site_mass_fsub", 0.0) > 0:
         axes = axes_with_sites(pos, members, offsets, lengths, centres, hosts, sites, spec["axis_radius"], boxsize,
-                               spec["site_mass_fsub"], seed, site_radius=spec.get("site_radius"))
+                               spec["site_mass_fsub"], seed, site_radius(spec))
         hosts.update(axisA=axes[:, :3], axisB=axes[:, 3:])
     steps.update(1)
     steps.close()

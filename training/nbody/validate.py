@@ -15,7 +15,7 @@ import numpy as np
 
 from . import cosmology
 from .catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics, split_name
-from .halos import DEFAULT_MODEL, MODELS
+from .halos import DEFAULT_MODEL, MODELS, site_radius
 from .mesh import cic_paint, correlation_from_mesh, mode_averaged_power
 from .simulation import get_preset
 
@@ -925,8 +925,8 @@ def _estimator_cells(spec: dict) -> list[str]:
         return f"{kind} tensor inside {where}"
     axis = tensor(spec["axis_radius"], spec["axis_reduced"], spec["axis_iterative"])
     if spec.get("site_mass_fsub", 0.0) > 0:
-        site_radius = spec.get("site_radius", spec["axis_radius"])
-        inside = "it" if site_radius == spec["axis_radius"] else f"{site_radius:g} R_vir"
+        window = site_radius(spec)
+        inside = "it" if window == spec["axis_radius"] else f"{window:g} R_vir"
         axis += (f", plus m x x^T of the satellite sites inside {inside} (evolved subhalo mass function, "
                  f"f_sub = {spec['site_mass_fsub']:g})")
     conc = "c(M) (Diemer & Joyce 2019)" if spec["conc_factor"] == 1.0 else f"c(M) x {spec['conc_factor']:g}"
