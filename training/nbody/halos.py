@@ -226,7 +226,7 @@ SHMF_EVOLVED = {"gamma_per_fsub": 0.31, "alpha": -0.82, "beta": 50.0, "omega": 4
 
 #: The halo model version that a catalog name without a "-v<N>" suffix means ("default" = "default-v<DEFAULT_MODEL>").
 #: It is the version of the shipped emulator's dataset; the other versions stay loadable by their suffixed names.
-DEFAULT_MODEL = 3
+DEFAULT_MODEL = 4
 
 
 def site_radius(spec: dict) -> float:
