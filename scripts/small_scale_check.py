@@ -19,7 +19,7 @@ import numpy as np
 from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS
 from training.catalogs import load_catalog
 from training.mocks import IAMockModel
-from training.nbody.validate import REALISM_RANGE, realism_numbers
+from training.nbody.validate import realism_numbers
 
 
 def pooled_small_scales(catalog: str, seeds, realisations: int) -> dict:
@@ -35,15 +35,14 @@ def pooled_small_scales(catalog: str, seeds, realisations: int) -> dict:
         per_seed.append(realism_numbers(mean)["omega"]["dev_over_err_below_0.3"])
     pooled = realism_numbers(np.mean(means, axis=0))
     omega = pooled["omega"]
-    ours, ref = np.asarray(omega["ours"]), np.asarray(omega["ref"])
-    below = (np.asarray(omega["r"]) < REALISM_RANGE[0]) & np.isfinite(ours)   # the bins of dev_over_err_below_0.3
     per_seed = np.asarray(per_seed)
     return {
         "catalog_id": str(cat.catalog_id), "seeds": [int(s) for s in seeds], "realisations_per_seed": realisations,
         "omega_below_0.3_pooled": omega["dev_over_err_below_0.3"],
         "omega_below_0.3_per_seed": per_seed.tolist(),
         "omega_below_0.3_seed_std": per_seed.std(axis=0, ddof=1).tolist() if len(seeds) > 1 else None,
-        "omega_ratio_below_0.3_pooled": (ours[below] / ref[below]).tolist(),
+        "omega_ratio_below_0.3_pooled": omega["ratio_below_0.3"],
+        "xi_ratio_below_0.3_pooled": pooled["xi"]["ratio_below_0.3"],
         "omega_median_0.3_14": omega["median_abs_dev_over_err"],
         "omega_ratio_r_gt_2": omega["ratio_r_gt_2"],
         "xi_median_0.3_14": pooled["xi"]["median_abs_ratio_minus_1"],

@@ -639,7 +639,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         many = _pooled_check(pooled, res["catalog"]["catalog_id"])
         if many is not None:
             n = len(many["seeds"]) * many["realisations_per_seed"]
-            many_ok = min(many["omega_below_0.3_pooled"]) >= -1.5
+            _, many_ok = small_scale_verdict(many["xi_ratio_below_0.3_pooled"], many["omega_below_0.3_pooled"])
             L.append(f"- Pooled over {n} realisations (seeds {', '.join(str(s) for s in many['seeds'])}, "
                      f"`scripts/small_scale_check.py`, {pooled_path.name}): omega (ours - ref)/err below 0.3 Mpc/h "
                      f"{', '.join(_f(v, 2) for v in many['omega_below_0.3_pooled'])}, ours/ref "
@@ -663,25 +663,22 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
     path.write_text("\n".join(L))
 
 
+def _entry_for(entries: dict | None, catalog_id: str) -> dict | None:
+    """The value of `entries` (a results file's per-catalog dict, or None when the file is absent) measured on
+    this catalog."""
+    return next((e for e in (entries or {}).values() if e.get("catalog_id") == catalog_id), None)
+
+
 def _models_check(models: dict | None, catalog_id: str) -> dict | None:
     """The many-realisation check of `compare-models` for this catalog, if its results (catalog_models.json) hold one."""
-    if models is None:
-        return None
-    for entry in models["models"].values():
-        if entry.get("catalog_id") == catalog_id and "check" in entry:
-            return entry["check"]
-    return None
+    entry = _entry_for(models and models["models"], catalog_id)
+    return None if entry is None else entry.get("check")
 
 
 def _pooled_check(pooled: dict | None, catalog_id: str) -> dict | None:
     """The pooled many-seed numbers of scripts/small_scale_check.py for this catalog, if its results
     (catalog_small_scale.json) hold them."""
-    if pooled is None:
-        return None
-    for entry in pooled.values():
-        if entry.get("catalog_id") == catalog_id:
-            return entry
-    return None
+    return _entry_for(pooled, catalog_id)
 
 
 def small_scale_verdict(xi_ratios, omega_devs) -> tuple[str, bool]:
@@ -720,6 +717,7 @@ def realism_numbers(mean: np.ndarray) -> dict:
             entry["dev_over_err"] = dev.tolist()
             entry["median_abs_dev_over_err"] = float(np.median(np.abs(dev[sel])))
             entry["dev_over_err_below_0.3"] = dev[small].tolist()
+            entry["ratio_below_0.3"] = (ours[small] / ref["value"][small]).tolist()
             large = sel & (ref["r"] > 2.0)
             entry["ratio_r_gt_2"] = float(np.sum(ours[large]) / np.sum(ref["value"][large]))
         out[stat] = entry
