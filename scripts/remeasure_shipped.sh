@@ -45,7 +45,6 @@ for s, c in ((1, "chains/iaemu_tng"), (2, "chains/iaemu_tng_sample2"), (3, "chai
         row.append(f"{p} {d.mean:.3f} [{d.limits[0].lower:.3f}, {d.limits[0].upper:.3f}] (std {d.err:.4f})")
     print(f"sample {s}: " + " | ".join(row))
 PY
-  cat "$logs/posteriors.txt"
 
   step "NUTS"
   /usr/bin/time -f "%e s wall" cobaya-run -f yaml/iaemu_tng_nuts.yaml > "$logs/nuts.log" 2>&1
