@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import platform
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,14 +148,16 @@ def load_artifact(path) -> Artifact:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"emulator artifact {path} does not exist")
+    _check_container(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ArtifactError(f"refusing artifact {path}: it holds objects other than plain tensors and containers "
-                            f"(torch.load(weights_only=True) failed: {str(err).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise ArtifactError(f"artifact {path} is corrupt or truncated and cannot be read "
-                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    except pickle.UnpicklingError:
+        raise ArtifactError(f"refusing artifact {path}: it holds pickled objects other than tensors, numbers, "
+                            f"strings and containers, which an IAEmu artifact never does (written by other "
+                            f"software, or tampered with); nothing in it was run") from None
+    except Exception as err:        # torch raises many kinds for a damaged archive
+        raise ArtifactError(f"artifact {path} is corrupt and cannot be read ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else 'no details'})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{path} is not an IAEmu emulator artifact (no format={FORMAT_NAME!r} entry)")
     version = blob.get("format_version")
@@ -170,6 +173,8 @@ def load_artifact(path) -> Artifact:
         meta = json.loads(blob["metadata_json"])
     except (TypeError, json.JSONDecodeError) as err:
         raise ArtifactError(f"artifact {path}: metadata_json is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"artifact {path}: metadata_json holds a {type(meta).__name__}, expected a JSON object")
     if tuple(meta.get("param_names", ())) != PARAM_NAMES:
         raise ArtifactError(f"artifact {path} was trained on parameters {meta.get('param_names')}; "
                             f"this iaemu expects {list(PARAM_NAMES)} in that order")
@@ -212,14 +217,54 @@ def load_artifact(path) -> Artifact:
             raise ArtifactError(f"artifact {path}: {key} has non-finite values")
     if np.any(values["input_std"] <= 0) or np.any(values["output_scale"] <= 0):
         raise ArtifactError(f"artifact {path}: scaler widths must be positive")
+    edges = values["bin_edges"]
+    if not (edges[0] > 0 and np.all(np.diff(edges) > 0)):
+        raise ArtifactError(f"artifact {path}: bin_edges must be positive and strictly increasing, got "
+                            f"{np.round(edges, 4).tolist()}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ArtifactError(f"artifact {path}: non-finite weights in {bad[:3]}{' ...' if len(bad) > 3 else ''}")
+    if not isinstance(meta.get("domain"), dict):
+        raise ArtifactError(f"artifact {path}: no training domain in its metadata (the region where its "
+                            f"predictions hold); retrain it, or write one with iaemu_theory.domain.Domain.to_dict")
+    try:
+        Domain.from_dict(meta["domain"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ArtifactError(f"artifact {path}: invalid training domain in its metadata ({type(err).__name__}: "
+                            f"{err})") from None
     art = Artifact(config=config, state_dict=state, input_mean=values["input_mean"], input_std=values["input_std"],
                    output_mean=values["output_mean"], output_scale=values["output_scale"],
-                   bin_edges=values["bin_edges"], domain=meta.get("domain") or Domain().to_dict(),
+                   bin_edges=values["bin_edges"], domain=meta["domain"],
                    dataset_hash=meta.get("dataset_hash"), metrics=meta.get("metrics") or {},
                    training=meta.get("training") or {}, versions=meta.get("versions") or {},
                    weights_sha256=blob["weights_sha256"], path=path, input_encoding=encoding)
     art.build_network()     # shape check of every weight against the config
     return art
+
+
+#: The first bytes of a zip archive (torch.save's format) and of an empty one.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _check_container(path: Path) -> None:
+    """Say what a file is when it is not a complete torch zip archive: empty, text, truncated, or other."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ArtifactError(f"artifact {path} is empty (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if zipfile.is_zipfile(path):
+        return
+    if head.startswith(_ZIP_MAGIC):
+        raise ArtifactError(f"artifact {path} is a truncated or damaged archive ({size} bytes, no zip directory "
+                            f"at its end): copy or download it again")
+    try:
+        head.decode("utf-8")
+        kind = "a text file"
+    except UnicodeDecodeError:
+        kind = "a binary file of an unknown format"
+    raise ArtifactError(f"{path} is {kind}, not an IAEmu emulator artifact (a torch zip archive written by "
+                        f"iaemu-train)")
 
 
 def check_output_form(output_form: str, encoding: str) -> None:

@@ -13,8 +13,9 @@ Units and conventions (see docs/emulator.md):
 """
 from __future__ import annotations
 
-import contextlib
 import math
+import threading
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -22,11 +23,18 @@ import numpy as np
 import torch
 
 from .artifact import DEFAULT_ARTIFACT, Artifact, ArtifactError, encode_params, load_artifact, make_random_artifact
-from .conventions import PARAM_NAMES
+from .conventions import PARAM_NAMES, PARAM_VALID_RANGES
 from .domain import Domain
-from .network import FoldedIAEmu
+from .network import FoldedIAEmu, mc_dropout_network
 
-__all__ = ["Emulator", "ArtifactError", "make_random_artifact", "DEFAULT_ARTIFACT"]
+__all__ = ["Emulator", "ArtifactError", "DomainWarning", "make_random_artifact", "DEFAULT_ARTIFACT"]
+
+#: What `Emulator.predict` does with points outside the training domain.
+OUTSIDE_POLICIES = ("warn", "raise", "ignore")
+
+
+class DomainWarning(UserWarning):
+    """Points outside the emulator's training domain: their predictions are extrapolations."""
 
 _SCALARS = (float, int, np.floating, np.integer)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -41,6 +49,8 @@ def _resolve_device(device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device={device!r} is not a torch device; expected 'auto', 'cpu' or 'cuda[:N]'") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: expected 'auto', 'cpu', 'cuda[:N]' or 'mps'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} requested but CUDA is not available here; use device='cpu' or 'auto'")
     return dev
@@ -77,8 +87,11 @@ class Emulator:
         self._in_std = torch.as_tensor(artifact.input_std, **kw)
         self._out_mean = {s: float(m) for s, m in zip(self.statistics, artifact.output_mean)}
         self._out_scale = {s: float(c) for s, c in zip(self.statistics, artifact.output_scale)}
-        self.network = artifact.build_network().to(**kw)       # reference path and MC dropout
+        self.network = artifact.build_network().to(**kw)       # reference path (eval mode, never switched)
         self.network.requires_grad_(False)
+        #: per-thread generator of the MC-dropout masks; the MC copy of the network is never mutated
+        self._mc_source = threading.local()
+        self.mc_network = mc_dropout_network(self.network, self._mc_source)
         self.folded = FoldedIAEmu(artifact.build_network().double(), torch.as_tensor(artifact.input_mean),
                                   torch.as_tensor(artifact.input_std)).to(**kw).eval()
 
@@ -104,17 +117,22 @@ class Emulator:
 
     # ------------------------------------------------------------------ input handling
     def params_array(self, params) -> np.ndarray:
-        """Parameters as a float64 array (n, 7) in PARAM_NAMES order, from a mapping or an array."""
+        """Parameters as a float64 array (n, 7) in PARAM_NAMES order, from a mapping or an array.
+
+        Refuses non-real, non-finite and physically invalid values (e.g. |mu_cen| > 1, where the alignment
+        model is undefined, or sigma_logM <= 0), naming the parameter, the row and the allowed range.
+        """
         if isinstance(params, Mapping):
             values = [params.get(n) for n in PARAM_NAMES]
             if (len(params) == len(PARAM_NAMES) and all(isinstance(v, _SCALARS) for v in values)
                     and all(map(math.isfinite, values))):
-                return np.array([values], dtype=np.float64)     # common case: one point given as scalars
+                p = np.array([values], dtype=np.float64)     # common case: one point given as scalars
+                return _check_physical(p)
             missing = [n for n in PARAM_NAMES if n not in params]
             unknown = [k for k in params if k not in PARAM_NAMES]
             if missing or unknown:
                 raise ValueError(f"parameters: missing {missing}, unknown {unknown}; expected exactly {list(PARAM_NAMES)}")
-            cols = [np.atleast_1d(np.asarray(params[n], dtype=np.float64)) for n in PARAM_NAMES]
+            cols = [np.atleast_1d(_real(params[n], n)) for n in PARAM_NAMES]
             sizes = {c.size for c in cols} - {1}
             if len(sizes) > 1 or any(c.ndim != 1 for c in cols):
                 raise ValueError(f"parameter arrays must be scalars or 1-d of one common length, got sizes "
@@ -122,7 +140,7 @@ class Emulator:
             n = sizes.pop() if sizes else 1
             p = np.stack([np.broadcast_to(c, (n,)) for c in cols], axis=1)
         else:
-            p = np.asarray(params, dtype=np.float64)
+            p = _real(params, "params")
             if p.ndim == 1:
                 p = p[None, :]
             if p.ndim != 2 or p.shape[1] != len(PARAM_NAMES):
@@ -132,7 +150,7 @@ class Emulator:
         if bad.any():
             i, j = np.argwhere(bad)[0]
             raise ValueError(f"parameter {PARAM_NAMES[j]}={float(p[i, j])} (row {i}) is not finite")
-        return p
+        return _check_physical(p)
 
     def in_domain(self, params) -> np.ndarray:
         """Boolean per row: inside the training domain (where predictions are trusted)?"""
@@ -161,27 +179,24 @@ class Emulator:
 
     def _epistemic(self, x, statistics, values, mc_passes, seed):
         """Variance over MC-dropout passes of the back-transformed mean, one batched forward per chunk
-        (x already encoded)."""
+        (x already encoded). The masks come from a generator private to this call (seeded by `seed`, else
+        from torch's global generator), so concurrent calls from several threads do not interfere."""
         n = x.shape[0]
-        cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
-            if self.device.type == "cuda" else []
-        rng = torch.random.fork_rng(devices=cuda) if seed is not None else contextlib.nullcontext()
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
         out = {s: [] for s in statistics}
         chunk = max(1, self.max_rows // mc_passes)
-        with rng:
-            if seed is not None:
-                torch.manual_seed(seed)
-            self.network.mc_dropout_mode()
-            try:
-                for i in range(0, n, chunk):
-                    xs = (x[i:i + chunk] - self._in_mean) / self._in_std
-                    k = xs.shape[0]
-                    pred = self.network(xs.repeat(mc_passes, 1), statistics)
-                    for s in statistics:
-                        mu = pred[s][0].view(mc_passes, k, -1)
-                        out[s].append(mu.var(dim=0, unbiased=True))
-            finally:
-                self.network.eval()
+        self._mc_source.generator = gen
+        try:
+            for i in range(0, n, chunk):
+                xs = (x[i:i + chunk] - self._in_mean) / self._in_std
+                k = xs.shape[0]
+                pred = self.mc_network(xs.repeat(mc_passes, 1), statistics)
+                for s in statistics:
+                    mu = pred[s][0].view(mc_passes, k, -1)
+                    out[s].append(mu.var(dim=0, unbiased=True))
+        finally:
+            self._mc_source.generator = None
         res = {}
         for s in statistics:
             v = torch.cat(out[s]) * self._out_scale[s] ** 2
@@ -197,16 +212,19 @@ class Emulator:
         statistics = self._statistics(statistics)
         if not isinstance(params, torch.Tensor):
             raise TypeError(f"predict_torch expects a torch.Tensor, got {type(params).__name__}; use predict() for numpy")
+        if params.is_complex():
+            raise TypeError("predict_torch expects a real tensor, got a complex one")
         x = params.to(device=self.device, dtype=self.dtype)
         if x.ndim == 1:
             x = x.unsqueeze(0)
         if x.ndim != 2 or x.shape[1] != len(PARAM_NAMES):
             raise ValueError(f"params tensor must have shape (n, {len(PARAM_NAMES)}) or ({len(PARAM_NAMES)},), got {tuple(params.shape)}")
-        return self._predict(x, statistics, int(mc_passes), seed)
+        if not bool(torch.isfinite(x).all()):
+            i, j = (int(v) for v in torch.nonzero(~torch.isfinite(x))[0])
+            raise ValueError(f"parameter {PARAM_NAMES[j]}={float(x[i, j])} (row {i}) is not finite")
+        return self._predict(x, statistics, _mc_passes(mc_passes), seed)
 
     def _predict(self, x, statistics, mc_passes, seed):
-        if mc_passes < 0 or mc_passes == 1:
-            raise ValueError(f"mc_passes={mc_passes}: expected 0 (no epistemic variance) or >= 2")
         x = encode_params(x, self.artifact.input_encoding)
         n = x.shape[0]
         if n <= self.max_rows:
@@ -223,20 +241,40 @@ class Emulator:
             out.update(self._epistemic(x, statistics, values, mc_passes, seed))
         return out
 
-    def predict(self, params, mc_passes: int = 0, statistics=None, seed: int | None = None) -> dict[str, np.ndarray]:
+    def predict(self, params, mc_passes: int = 0, statistics=None, seed: int | None = None,
+                outside: str = "warn") -> dict[str, np.ndarray]:
         """Predict at parameter points.
 
         params: a mapping of the 7 names (scalars or equal-length arrays), or an array (n, 7) / (7,) in
         PARAM_NAMES order. mc_passes > 0 adds "<stat>_epistemic_var" from that many MC-dropout passes (50 is
         the usual choice; `seed` makes them reproducible). statistics: a subset of ("xi", "omega", "eta");
-        only those decoders run. Returns {key: float64 array (n, n_bins)}.
+        only those decoders run. Returns {key: float64 array (n, n_bins)} and "inside", a boolean (n,) mask
+        of the points inside the training domain.
+
+        outside: what to do with points outside the training domain (predictions there are extrapolations):
+        "warn" (default: one `DomainWarning` per call, naming the first such point), "raise" (ValueError) or
+        "ignore". Physically invalid points (|mu| > 1, sigma_logM <= 0, alpha < 0) are always refused.
         """
+        if outside not in OUTSIDE_POLICIES:
+            raise ValueError(f"outside={outside!r}: expected one of {list(OUTSIDE_POLICIES)}")
         statistics = self._statistics(statistics)
+        mc_passes = _mc_passes(mc_passes)
         p = self.params_array(params)
+        inside = self.domain.contains(p)
+        if outside != "ignore" and not inside.all():
+            first = int(np.flatnonzero(~inside)[0])
+            text = (f"{int((~inside).sum())} of {len(p)} point(s) outside the emulator's training domain, e.g. row "
+                    f"{first}: {'; '.join(self.domain.explain(p[first]))}")
+            if outside == "raise":
+                raise ValueError(text)
+            warnings.warn(text + "; their predictions are extrapolations (mask: result['inside'])", DomainWarning,
+                          stacklevel=2)
         with torch.inference_mode():
             x = torch.from_numpy(p).to(device=self.device, dtype=self.dtype)
-            out = self._predict(x, statistics, int(mc_passes), seed)
-            return {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
+            out = self._predict(x, statistics, mc_passes, seed)
+            res = {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
+        res["inside"] = inside
+        return res
 
     def predict_unfolded(self, params, statistics=None) -> dict[str, np.ndarray]:
         """Reference path through the plain network (no BatchNorm folding); for tests and benchmarks."""
@@ -255,3 +293,39 @@ class Emulator:
                     out[s], out[f"{s}_aleatoric_var"] = value, var
                 parts.append(out)
             return {k: torch.cat([o[k] for o in parts]).to("cpu", torch.float64).numpy() for k in parts[0]}
+
+
+def _real(values, name) -> np.ndarray:
+    """float64 array of `values`, refusing complex input (numpy would drop the imaginary part)."""
+    arr = np.asarray(values)
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name}: expected real numbers, got complex values")
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected numbers, got {arr.dtype} values") from None
+
+
+def _check_physical(p: np.ndarray) -> np.ndarray:
+    """Refuse values outside each parameter's physical range (conventions.PARAM_VALID_RANGES)."""
+    for j, name in enumerate(PARAM_NAMES):
+        lo, hi, lo_inc, hi_inc = PARAM_VALID_RANGES[name]
+        v = p[:, j]
+        ok = (v >= lo if lo_inc else v > lo) & (v <= hi if hi_inc else v < hi)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            left, right = "[" if lo_inc else "(", "]" if hi_inc else ")"
+            raise ValueError(f"parameter {name}={float(v[i])!r} (row {i}) is outside its physical range "
+                             f"{left}{lo:g}, {hi:g}{right}")
+    return p
+
+
+def _mc_passes(value) -> int:
+    """mc_passes as an int: 0 (no epistemic variance) or >= 2; refuses fractions and other types."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"mc_passes={value!r}: expected an integer, 0 (no epistemic variance) or >= 2")
+    if value < 0 or value == 1:
+        raise ValueError(f"mc_passes={value!r}: expected 0 (no epistemic variance) or >= 2")
+    return int(value)

@@ -34,6 +34,9 @@ from cobaya.log import LoggedError
 from .conventions import HOD_PARAMS, PARAM_LATEX, PARAM_NAMES, STATISTICS
 
 _CORRECTIONS = ("none", "hartlap", "sellentin-heavens")
+#: Largest condition number accepted for the data's correlation matrix (a scale-free measure of degeneracy);
+#: beyond it the inverse loses more than 10 of float64's 16 digits.
+MAX_CORRELATION_CONDITION = 1e10
 #: Statistics interpolated in ln(value) (positive power laws); the others in the value itself.
 _LOG_INTERPOLATED = ("xi",)
 
@@ -63,6 +66,8 @@ def read_data_file(path: str) -> list[tuple[str, float, float, float]]:
                 raise ValueError(f"{path}:{lineno}: R, VALUE, ERR must be numbers, got {cols[1:]}") from None
             r, value = nums[0], nums[1]
             err = nums[2] if len(nums) == 3 else float("nan")
+            if len(nums) == 3 and not (np.isfinite(err) and err > 0):
+                raise ValueError(f"{path}:{lineno}: ERR must be a finite standard deviation > 0, got {cols[3]}")
             if not (np.isfinite(r) and r > 0 and np.isfinite(value)):
                 raise ValueError(f"{path}:{lineno}: need a finite positive r and a finite value, got {cols[1:3]}")
             rows.append((stat, r, value, err))
@@ -75,7 +80,10 @@ def read_covariance_file(path: str) -> np.ndarray:
     """A square covariance matrix from a text file (whitespace columns, '#' comments) or a .npy file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"covariance file {path!r} does not exist")
-    cov = np.load(path) if path.endswith(".npy") else np.loadtxt(path, ndmin=2)
+    try:
+        cov = np.load(path) if path.endswith(".npy") else np.loadtxt(path, ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"covariance file {path!r} cannot be read as a matrix of numbers: {err}") from None
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"covariance in {path!r} has shape {cov.shape}; expected a square matrix")
     return np.asarray(cov, dtype=float)
@@ -133,18 +141,55 @@ class _IALikelihood(Likelihood):
         """Whether data outside the emulator's range are dropped (True) or refused (False)."""
         return False
 
+    def _statistics_option(self, value) -> list[str] | None:
+        """The `statistics` option as a list (None: every statistic the data hold); the one place it is read."""
+        if value is None:
+            return None
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, str) for v in items):
+            raise LoggedError(self.log, "option statistics=%r: expected a non-empty list drawn from %s", value,
+                              list(STATISTICS))
+        bad = [v for v in items if v not in STATISTICS]
+        if bad:
+            raise LoggedError(self.log, "option statistics=%r: %s not one of %s", value,
+                              ", ".join(repr(b) for b in bad) + (" is" if len(bad) == 1 else " are"), list(STATISTICS))
+        if len(set(items)) != len(items):
+            raise LoggedError(self.log, "option statistics=%r lists a statistic twice", value)
+        return list(items)
+
+    def _check_scale_cut(self, option: str, value):
+        """r_min / r_max: null, a number > 0, or a mapping from statistics to numbers (or null)."""
+        values = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for stat, v in values:
+            if stat is not None and stat not in STATISTICS:
+                raise LoggedError(self.log, "option %s=%r: key %r is not one of %s", option, dict(value), stat,
+                                  list(STATISTICS))
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise LoggedError(self.log, "option %s=%r: expected a scale in Mpc/h (a finite number >= 0), "
+                                            "a mapping {statistic: number} or null", option, value)
+
     def initialize(self):
         if isinstance(self.emulator_aleatoric, bool):
             self.emulator_aleatoric = 1.0 if self.emulator_aleatoric else 0.0
-        try:
-            self.emulator_aleatoric = float(self.emulator_aleatoric or 0.0)
-        except (TypeError, ValueError):
-            raise LoggedError(self.log, "emulator_aleatoric=%r: expected a weight >= 0 (or true/false)",
-                              self.emulator_aleatoric) from None
-        if self.emulator_aleatoric < 0:
-            raise LoggedError(self.log, "emulator_aleatoric=%r must be >= 0", self.emulator_aleatoric)
-        self.emulator_epistemic = bool(self.emulator_epistemic)
+        if self.emulator_aleatoric is None:
+            self.emulator_aleatoric = 0.0
+        if not isinstance(self.emulator_aleatoric, (int, float)) or not np.isfinite(self.emulator_aleatoric) \
+                or self.emulator_aleatoric < 0:
+            raise LoggedError(self.log, "option emulator_aleatoric=%r: expected a finite weight >= 0 (or true/false)",
+                              self.emulator_aleatoric)
+        self.emulator_aleatoric = float(self.emulator_aleatoric)
+        if not isinstance(self.emulator_epistemic, bool):
+            raise LoggedError(self.log, "option emulator_epistemic=%r: expected true or false", self.emulator_epistemic)
         self.suffix = "" if self.suffix is None else str(self.suffix)
+        self.statistics = self._statistics_option(self.statistics)
+        for option in ("r_min", "r_max"):
+            self._check_scale_cut(option, getattr(self, option))
+        if self.n_subvolumes is not None and (isinstance(self.n_subvolumes, bool) or not isinstance(
+                self.n_subvolumes, (int, np.integer)) or self.n_subvolumes < 2):
+            raise LoggedError(self.log, "option n_subvolumes=%r: expected a whole number >= 2 (jackknife "
+                                        "subvolumes) or null", self.n_subvolumes)
         try:
             blocks, cov = self._load()
         except (OSError, ValueError) as excpt:
@@ -162,16 +207,11 @@ class _IALikelihood(Likelihood):
     def _cut(self, r_model: np.ndarray):
         """Apply statistics selection and scale cuts; returns blocks and the sub-covariance."""
         stats_in = [b[0] for b in self._all_blocks]
-        wanted = self.statistics
-        if wanted is None:
-            wanted = list(dict.fromkeys(stats_in))
-        elif isinstance(wanted, str):
-            wanted = [wanted]
+        wanted = self._wanted_statistics()
         for s in wanted:
-            if s not in STATISTICS:
-                raise LoggedError(self.log, "statistic %r is not one of %s", s, list(STATISTICS))
             if s not in stats_in:
-                raise LoggedError(self.log, "statistic %r requested but the data hold only %s", s, stats_in)
+                raise LoggedError(self.log, "option statistics: %r requested but the data hold only %s", s,
+                                  list(dict.fromkeys(stats_in)))
         keep_idx, blocks = [], []
         start = 0
         for stat, r, value in self._all_blocks:
@@ -204,12 +244,13 @@ class _IALikelihood(Likelihood):
             return default if value is None else float(value)
         return float(option)
 
+    def _wanted_statistics(self) -> list[str]:
+        """The statistics fitted: the option, else every statistic in the data."""
+        return self.statistics or list(dict.fromkeys(b[0] for b in self._all_blocks))
+
     def get_requirements(self):
         reqs = {}
-        stats = self.statistics
-        stats = list(dict.fromkeys(b[0] for b in self._all_blocks)) if stats is None else (
-            [stats] if isinstance(stats, str) else list(stats))
-        for s in stats:
+        for s in self._wanted_statistics():
             reqs[s + self.suffix] = None
             if self.emulator_aleatoric > 0:
                 reqs[f"{s}_aleatoric_var{self.suffix}"] = None
@@ -252,6 +293,12 @@ class _IALikelihood(Likelihood):
             eig = np.linalg.eigvalsh(cov)
             raise LoggedError(self.log, "the covariance (%d x %d) is not positive definite (smallest eigenvalue "
                                         "%.3g)", n, n, eig.min()) from None
+        sd = np.sqrt(np.diag(cov))
+        condition = np.linalg.cond(cov / np.outer(sd, sd))
+        if not condition <= MAX_CORRELATION_CONDITION:
+            raise LoggedError(self.log, "the covariance (%d x %d) is numerically singular: its correlation matrix "
+                                        "has condition number %.3g > %.0e (nearly degenerate data points)", n, n,
+                              condition, MAX_CORRELATION_CONDITION)
         self.cov_data = cov
         self._logdet_data = 2.0 * np.sum(np.log(np.diag(chol)))
         self.precision_data = np.linalg.inv(cov)
@@ -494,10 +541,9 @@ class TNG300Likelihood(_IALikelihood):
     def _load(self):
         from .tng300 import TNG300_HOD, TNG300_N_JACKKNIFE, load_tng300, load_tng300_omega_cov
 
-        if self.sample not in TNG300_HOD:
-            raise ValueError(f"TNG300 sample {self.sample!r} does not exist; expected one of {sorted(TNG300_HOD)}")
-        stats = self.statistics
-        stats = list(STATISTICS) if stats is None else ([stats] if isinstance(stats, str) else list(stats))
+        if isinstance(self.sample, bool) or self.sample not in TNG300_HOD:
+            raise ValueError(f"option sample={self.sample!r}: expected one of {sorted(TNG300_HOD)}")
+        stats = self.statistics or list(STATISTICS)
         blocks, covs = [], []
         for stat in STATISTICS:
             if stat not in stats:

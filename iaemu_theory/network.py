@@ -18,7 +18,9 @@ folds it exactly into the layers that consume it instead (inference fast path).
 """
 from __future__ import annotations
 
+import copy
 import math
+import threading
 from dataclasses import asdict, dataclass
 
 import torch
@@ -242,6 +244,37 @@ class IAEmuNetwork(nn.Module):
             if isinstance(m, nn.Dropout):
                 m.train()
         return self
+
+
+class MCDropout(nn.Module):
+    """Dropout that is always on and draws its masks from the generator the calling thread has set.
+
+    The draws are those of `nn.Dropout` in training mode with the same generator state, so a seeded pass
+    gives the same masks as dropout on torch's global generator seeded alike.
+    """
+
+    def __init__(self, p: float, source: threading.local):
+        super().__init__()
+        self.p = float(p)
+        self.source = source
+
+    def forward(self, x):
+        if self.p == 0.0:
+            return x
+        noise = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.source.generator)
+        return x * noise.div_(1.0 - self.p)
+
+
+def mc_dropout_network(net: IAEmuNetwork, source: threading.local) -> IAEmuNetwork:
+    """A copy of `net` for Monte Carlo dropout that is never switched between modes: BatchNorm in eval mode
+    and every Dropout an `MCDropout` reading its generator from `source.generator`. Threads that each set
+    their own generator can share it."""
+    mc = copy.deepcopy(net).eval()
+    for module in list(mc.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.Dropout):
+                setattr(module, name, MCDropout(child.p, source))
+    return mc.requires_grad_(False)
 
 
 def count_parameters(module: nn.Module) -> int:

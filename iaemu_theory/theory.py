@@ -21,7 +21,7 @@ import numpy as np
 from cobaya.log import LoggedError
 from cobaya.theory import Theory
 
-from .conventions import PARAM_NAMES, STATISTICS
+from .conventions import ALIGNMENT_PARAMS, HOD_PARAMS, PARAM_NAMES, STATISTICS
 
 #: Product kinds per statistic: name template -> key in the emulator's prediction dict.
 _PRODUCTS = {
@@ -31,6 +31,7 @@ _PRODUCTS = {
     "{s}_cov": None,  # built from the variances
 }
 _OUTSIDE_POLICIES = ("zero", "extrapolate")
+_DTYPES = ("float64", "float32")
 #: Environment variable naming an artifact to use when the `artifact` option is null.
 ARTIFACT_ENV = "IAEMU_ARTIFACT"
 
@@ -56,21 +57,24 @@ class IAEmu(Theory):
     threads: int | None
 
     def initialize(self):
-        from .emulator import Emulator
+        from .emulator import Emulator, _mc_passes
 
         if self.outside_domain not in _OUTSIDE_POLICIES:
-            raise LoggedError(self.log, "outside_domain=%r is not one of %s", self.outside_domain,
+            raise LoggedError(self.log, "outside_domain=%r: expected one of %s", self.outside_domain,
                               list(_OUTSIDE_POLICIES))
         try:
-            self.mc_passes = int(self.mc_passes)
-        except (TypeError, ValueError):
-            raise LoggedError(self.log, "mc_passes=%r is not an integer", self.mc_passes) from None
-        if self.mc_passes < 0 or self.mc_passes == 1:
-            raise LoggedError(self.log, "mc_passes=%r: expected 0 (no epistemic variance) or >= 2", self.mc_passes)
+            self.mc_passes = _mc_passes(self.mc_passes)
+        except ValueError as excpt:
+            raise LoggedError(self.log, "option %s", excpt) from None
+        if self.dtype not in _DTYPES:
+            raise LoggedError(self.log, "dtype=%r: expected one of %s", self.dtype, list(_DTYPES))
         self.suffix = "" if self.suffix is None else str(self.suffix)
-        if self.threads:
+        if self.threads is not None:
+            if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+                raise LoggedError(self.log, "threads=%r: expected a whole number >= 1 (torch intra-op threads), "
+                                            "or null to leave torch's setting", self.threads)
             import torch
-            torch.set_num_threads(int(self.threads))
+            torch.set_num_threads(self.threads)
         path = resolve_artifact(self.artifact)
         if path is not None and not os.path.isfile(path):
             raise LoggedError(self.log, "emulator artifact %r does not exist (option 'artifact'%s)", path,
@@ -96,6 +100,7 @@ class IAEmu(Theory):
         self._need_epistemic = False
         self._warned_outside = False
         self._x = np.empty((1, len(PARAM_NAMES)))
+        self._mu_columns = [PARAM_NAMES.index(n) for n in ALIGNMENT_PARAMS]
 
     # ---- Cobaya interface -------------------------------------------------------------------------
 
@@ -133,6 +138,38 @@ class IAEmu(Theory):
     def initialize_with_provider(self, provider):
         super().initialize_with_provider(provider)
         self._check_fixed_params(provider)
+        self._check_sampled_params(provider)
+
+    def _check_sampled_params(self, provider):
+        """Warn once per sampled parameter whose prior reaches outside the training domain's range; refuse a
+        prior wholly outside it, and a reference (starting point) outside it."""
+        model = getattr(provider, "model", None)
+        if model is None:
+            return
+        box = self.domain.box()
+        ours = {cobaya_name: name for name, cobaya_name in self.param_map.items()}
+        prior = model.prior
+        refs = getattr(prior, "ref_pdf", [np.nan] * len(prior.params))
+        policy = ("points there get zero likelihood (outside_domain: zero)" if self.outside_domain == "zero" else
+                  "the emulator extrapolates there (outside_domain: extrapolate; |mu| > 1 always gets zero "
+                  "likelihood, the alignment model being undefined there)")
+        for cobaya_name, pdf, ref in zip(prior.params, prior.pdf, refs):
+            if cobaya_name not in ours:
+                continue
+            lo, hi = box[ours[cobaya_name]]
+            plo, phi = (float(v) for v in pdf.interval(1.0))
+            if phi < lo or plo > hi:
+                raise LoggedError(self.log, "the prior of %s, [%g, %g], lies wholly outside the emulator's "
+                                            "training range [%.4g, %.4g]: every point would get zero likelihood",
+                                  cobaya_name, plo, phi, lo, hi)
+            if plo < lo - 1e-9 or phi > hi + 1e-9:
+                self.log.warning("the prior of %s, [%g, %g], reaches outside the emulator's training range "
+                                 "[%.4g, %.4g]: %s", cobaya_name, plo, phi, lo, hi, policy)
+            centre = _ref_centre(ref)
+            if centre is not None and not lo - 1e-9 <= centre <= hi + 1e-9:
+                raise LoggedError(self.log, "the reference (starting point) of %s, %g, lies outside the emulator's "
+                                            "training range [%.4g, %.4g]; set its 'ref' inside it",
+                                  cobaya_name, centre, lo, hi)
 
     def _check_fixed_params(self, provider):
         """Refuse, at initialisation, parameters fixed outside the training domain."""
@@ -149,10 +186,8 @@ class IAEmu(Theory):
             lo, hi = box[name]
             if not (np.isfinite(value) and lo - 1e-9 <= value <= hi + 1e-9):
                 reasons.append(f"{self.param_map[name]}={value:g} outside the domain's range [{lo:.4g}, {hi:.4g}]")
-        hod = [n for n in PARAM_NAMES if n not in ("mu_cen", "mu_sat")]
-        if not reasons and all(n in ours for n in hod):
-            point = {"mu_cen": ours.get("mu_cen", 0.0), "mu_sat": ours.get("mu_sat", 0.0),
-                     **{n: ours[n] for n in hod}}
+        if not reasons and all(n in ours for n in HOD_PARAMS):
+            point = {**{n: ours.get(n, 0.0) for n in ALIGNMENT_PARAMS}, **{n: ours[n] for n in HOD_PARAMS}}
             reasons = [f"{r} (suffix {self.suffix!r})" if self.suffix else r for r in self.domain.explain(point)]
         if reasons:
             raise LoggedError(self.log, "fixed parameter(s) outside the emulator's training domain: %s. "
@@ -166,12 +201,20 @@ class IAEmu(Theory):
             if self.outside_domain == "zero":
                 self.log.debug("outside the training domain: %s", "; ".join(self.domain.explain(x)))
                 return False
+            if np.any(np.abs(x[0, self._mu_columns]) > 1.0):
+                # halotools-IA's Dimroth-Watson strengths live in [-1, 1]; beyond, there is no model to follow
+                self.log.debug("alignment strength outside [-1, 1]: %s", "; ".join(self.domain.explain(x)))
+                return False
             if not self._warned_outside:
                 self.log.warning("extrapolating outside the emulator's training domain (%s); predictions there are "
                                  "not validated. This warning is shown once.", "; ".join(self.domain.explain(x)))
                 self._warned_outside = True
         stats = self._stats or list(STATISTICS)
-        pred = self.emulator.predict(x, mc_passes=self.mc_passes, statistics=stats)
+        try:
+            pred = self.emulator.predict(x, mc_passes=self.mc_passes, statistics=stats, outside="ignore")
+        except ValueError as excpt:         # physically invalid HOD values reached by extrapolation
+            self.log.debug("no prediction: %s", excpt)
+            return False
         for stat in stats:
             state[stat] = np.asarray(pred[stat][0], dtype=float)
             var = np.asarray(pred[f"{stat}_aleatoric_var"][0], dtype=float)
@@ -244,3 +287,15 @@ class IAEmu(Theory):
         """Boolean (n,) numpy mask: which rows of `params` lie in the training domain."""
         x = self.params_tensor(params).detach().cpu().numpy()
         return self.domain.contains(x)
+
+
+def _ref_centre(ref) -> float | None:
+    """The central value of a Cobaya reference: the number itself, a distribution's median, or None."""
+    if ref is None:
+        return None
+    if isinstance(ref, (int, float, np.floating)):
+        return None if np.isnan(ref) else float(ref)
+    try:
+        return float(ref.median())
+    except (AttributeError, TypeError, ValueError):
+        return None

@@ -118,7 +118,8 @@ def test_theory_outputs_equal_emulator_predict(artifact, emulator, tmp_path):
     model = corr_model(artifact, data, params=fixed(INSIDE))
     model.logposterior({})
     theory = model.theory["iaemu_theory.IAEmu"]
-    ref = emulator.predict(INSIDE)
+    assert theory.emulator.dtype == torch.float64          # the Theory's default: smooth for minimizers
+    ref = Emulator.load(artifact, device="cpu", dtype="float64").predict(INSIDE)
     for s in ("xi", "omega", "eta"):
         np.testing.assert_array_equal(theory.get_result(s), ref[s][0])
         np.testing.assert_array_equal(theory.get_result(f"{s}_aleatoric_var"), ref[f"{s}_aleatoric_var"][0])

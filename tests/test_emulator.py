@@ -1,5 +1,6 @@
 """The emulator core: artifact safety, input handling, back-transforms, MC dropout, gradients."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -81,14 +82,67 @@ def test_truncated_and_missing(tiny_path, tmp_path):
     data = tiny_path.read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ArtifactError, match="corrupt or truncated"):
+    with pytest.raises(ArtifactError, match="truncated or damaged archive"):
         load_artifact(cut)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Emulator.load(tmp_path / "nothing.pt")
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"not a zip file at all")
-    with pytest.raises(ArtifactError):
-        load_artifact(garbage)
+    text = tmp_path / "text.pt"
+    text.write_text("mu_cen 0.5\n")
+    binary = tmp_path / "binary.pt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for path, message in ((text, "is a text file, not an IAEmu emulator artifact"),
+                          (binary, "binary file of an unknown format"), (empty, "is empty")):
+        with pytest.raises(ArtifactError, match=message) as info:
+            load_artifact(path)
+        assert "weights_only" not in str(info.value)
+
+
+def test_pickled_code_is_refused_without_unsafe_advice(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo unsafe > " + str(tmp_path / "ran"),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "iaemu-emulator-artifact", "x": Payload()}, path)
+    with pytest.raises(ArtifactError, match="pickled objects other than tensors") as info:
+        load_artifact(path)
+    assert "weights_only" not in str(info.value)
+    assert not (tmp_path / "ran").exists()
+
+
+def _with_meta(key, value):
+    def edit(blob):
+        meta = json.loads(blob["metadata_json"])
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+        blob["metadata_json"] = json.dumps(meta)
+    return edit
+
+
+def _nan_weights(blob):
+    key = "embedding.layer1.0.weight"
+    blob["state_dict"][key] = torch.full_like(blob["state_dict"][key], float("nan"))
+    blob["weights_sha256"] = weights_digest(blob["state_dict"])
+
+
+@pytest.mark.parametrize("edit,message", [
+    (_with_meta("domain", None), "no training domain"),
+    (_with_meta("domain", {"n_rmse": 4}), "invalid training domain"),
+    (lambda b: b.update(metadata_json="[1, 2]"), "expected a JSON object"),
+    (_nan_weights, "non-finite weights"),
+    (lambda b: b.update(bin_edges=-torch.as_tensor(b["bin_edges"])), "bin_edges must be positive"),
+], ids=["no-domain", "bad-domain", "metadata-list", "nan-weights", "negative-edges"])
+def test_artifact_validated_fully(tiny_path, tmp_path, edit, message):
+    blob = _blob(tiny_path)
+    edit(blob)
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(bad)
 
 
 def test_default_artifact_missing_is_clear(monkeypatch, tmp_path):
@@ -144,13 +198,13 @@ def test_input_forms_agree(emu, points):
     c = emu.predict(p[None, :])
     d = emu.predict({k: np.array([v]) for k, v in as_dict.items()})
     for k in a:
-        assert a[k].shape == (1, 20)
+        assert a[k].shape == ((1,) if k == "inside" else (1, 20))
         for other in (b, c, d):
             np.testing.assert_array_equal(a[k], other[k])
     many = emu.predict({n: points[:, j] for j, n in enumerate(PARAM_NAMES)})
     np.testing.assert_array_equal(many["omega"], emu.predict(points)["omega"])
     assert many["xi"].shape == (6, 20)
-    assert set(many) == {f"{s}{suffix}" for s in STATISTICS for suffix in ("", "_aleatoric_var")}
+    assert set(many) == {f"{s}{suffix}" for s in STATISTICS for suffix in ("", "_aleatoric_var")} | {"inside"}
 
 
 def test_bad_inputs(emu, points):
@@ -175,7 +229,7 @@ def test_bad_inputs(emu, points):
 
 def test_requested_statistics_only(emu, points):
     out = emu.predict(points, statistics="omega", mc_passes=4, seed=0)
-    assert set(out) == {"omega", "omega_aleatoric_var", "omega_epistemic_var"}
+    assert set(out) == {"omega", "omega_aleatoric_var", "omega_epistemic_var", "inside"}
     np.testing.assert_array_equal(out["omega"], emu.predict(points)["omega"])
 
 
@@ -273,7 +327,7 @@ def test_predict_torch_float64_gradient(tiny_path, points):
     x = torch.tensor(points[:2], dtype=torch.float64, requires_grad=True)
     out = e.predict_torch(x)
     np.testing.assert_allclose(out["omega"].detach().numpy(), e.predict(points[:2])["omega"], rtol=1e-12)
-    assert set(out) == set(e.predict(points[:2]))
+    assert set(out) | {"inside"} == set(e.predict(points[:2]))
 
     def f(p):
         o = e.predict_torch(p, statistics=("xi", "omega"))
@@ -294,7 +348,7 @@ def test_random_artifact_options(tmp_path):
     assert e.domain.logMmin_range == (12.0, 13.0)
     assert e.statistics == ("omega",)
     out = e.predict(dom.from_unit(np.full((2, 7), 0.5)), mc_passes=3, seed=0)
-    assert set(out) == {"omega", "omega_aleatoric_var", "omega_epistemic_var"}
+    assert set(out) == {"omega", "omega_aleatoric_var", "omega_epistemic_var", "inside"}
     with pytest.raises(ValueError, match="subset of \\['omega'\\]"):
         e.predict(dom.from_unit(np.full((1, 7), 0.5)), statistics="xi")
     t = e.predict_torch(torch.tensor(dom.from_unit(np.full((2, 7), 0.5))), mc_passes=3, seed=0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import time
 
 import numpy as np
@@ -112,7 +113,7 @@ class NUTS(Sampler):
     chains: int
     thin: int
     max_tries: int
-    progress: bool
+    progress: bool | str
 
     # ---- set up ----------------------------------------------------------------------------------
 
@@ -181,9 +182,17 @@ class NUTS(Sampler):
             raise LoggedError(self.log, "option step_size=%r must be > 0", self.step_size)
         if not 0 < self.target_accept < 1:
             raise LoggedError(self.log, "option target_accept=%r must lie in (0, 1)", self.target_accept)
-        for name in ("adapt_step_size", "adapt_mass_matrix", "full_mass", "progress"):
+        for name in ("adapt_step_size", "adapt_mass_matrix", "full_mass"):
             if not isinstance(getattr(self, name), bool):
                 raise LoggedError(self.log, "option %s=%r must be true or false", name, getattr(self, name))
+        if self.progress == "auto":
+            self.progress = sys.stderr.isatty()
+        if not isinstance(self.progress, bool):
+            raise LoggedError(self.log, "option progress=%r: expected auto, true or false", self.progress)
+        seeds = np.atleast_1d(np.asarray(self.seed if self.seed is not None else 0, dtype=object))
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in seeds):
+            raise LoggedError(self.log, "option seed=%r: expected null or a whole number >= 0 (or a list of them)",
+                              self.seed)
 
     def _settings(self) -> dict:
         return {k: getattr(self, k) for k in _CHAIN_SETTINGS}
