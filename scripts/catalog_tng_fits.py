@@ -8,8 +8,8 @@ reference / ours at the reference mocks' parameters (the Bolshoi-Planck mocks ex
 what the fit would give on a catalog that matches Bolshoi-Planck there and shares our catalog's mu-dependence.
 
 Usage (nodes from `iaemu-validate --sample S --catalog default-vN --grid 11 --work W`, S = 1, 2, 3):
-    python scripts/catalog_tng_fits.py --nodes v1 W1 W2 W3 --nodes v2 W1 W2 W3 [--out docs/catalog_tng_fits.json] \
-        [--figure docs/figures/catalog_tng_fits.png]
+    python scripts/catalog_tng_fits.py --nodes v1 W1 W2 W3 --nodes v2 W1 W2 W3 [--out docs/results/catalog_tng_fits.json] \
+        [--figure docs/results/figures/catalog_tng_fits.png]
 """
 from __future__ import annotations
 

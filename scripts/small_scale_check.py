@@ -5,7 +5,7 @@ the bins below 0.3 Mpc/h; this pools `--seeds` independent seeds of `--realisati
 parameters, as the reference), per catalog, and prints the pooled (ours - ref)/err there, the scatter of the
 per-seed values, the pooled median over 0.3-14 Mpc/h and omega ours/ref summed over r > 2 Mpc/h.
 
-    python scripts/small_scale_check.py default-v2 default-v3 default-v4 --out docs/catalog_small_scale.json
+    python scripts/small_scale_check.py default-v2 default-v3 default-v4 --out docs/results/catalog_small_scale.json
 """
 from __future__ import annotations
 

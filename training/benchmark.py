@@ -10,7 +10,7 @@ Inverse problem (TNG300 sample-1 omega, HOD fixed): emulator + NUTS (Pyro, via C
 Cobaya mcmc (R-1 < 0.01), and halotools-IA + mcmc ESTIMATED as the per-call mock cost times the number
 of posterior evaluations the emulator's mcmc needed (running it would take days).
 
-Writes a markdown report (`--out`, default docs/benchmark.md) and the raw numbers beside it (.json).
+Writes a markdown report (`--out`, default docs/results/benchmark.md) and the raw numbers beside it (.json).
 """
 from __future__ import annotations
 
@@ -242,7 +242,7 @@ def _parser():
     p.add_argument("--nuts-chains", type=int, default=1)
     p.add_argument("--no-nuts", action="store_true", help="skip emulator + NUTS")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="docs/benchmark.md", help="markdown report (a .json with the numbers is written beside it)")
+    p.add_argument("--out", default="docs/results/benchmark.md", help="markdown report (a .json with the numbers is written beside it)")
     return p
 
 

@@ -1,6 +1,6 @@
-"""`iaemu-catalog validate`: physics validation of an N-body catalog, written to docs/catalog.md + figures.
+"""`iaemu-catalog validate`: physics validation of an N-body catalog, written to docs/results/catalog.md + figures.
 
-Checks (issue 6, items 6-7): the initial conditions' linear power against colossus, the z = 0 matter power
+Checks: the initial conditions' linear power against colossus, the z = 0 matter power
 against halofit, the halo mass function against Tinker08, the halo bias on 5-20 Mpc/h against Tinker10, halo
 axis ratios, halo-halo shape correlations (ed, ee) for M > 1e12, HOD mocks at the three TNG300 samples' best
 fits next to TNG300's xi, and the realism target against the Bolshoi-Planck reference mocks.
@@ -358,7 +358,7 @@ def hod_mocks(preset, seed, realisations, figdir) -> dict:
     return out
 
 
-def validate(preset="default", seed=None, out_dir="docs", cache_dir=None, realisations=10, mocks=True) -> dict:
+def validate(preset="default", seed=None, out_dir="docs/results", cache_dir=None, realisations=10, mocks=True) -> dict:
     """Run all checks, write figures to <out_dir>/figures/catalog_*.png and numbers to <out_dir>/catalog.md
     (and catalog_validation.json next to it); returns the numbers."""
     t0 = time.time()
@@ -398,7 +398,7 @@ def _f(x, nd=3):
 
 
 def write_markdown(res: dict, path: Path, command: str) -> None:
-    """docs/catalog.md: method, storage, and every measured number of `res`."""
+    """docs/results/catalog.md: method, storage, and every measured number of `res`."""
     c = res["catalog"]
     ic, pk, mf = res["ic_power"], res["matter_power"], res["mass_function"]
     pr = get_preset(c["preset"])
@@ -410,7 +410,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "# The project's N-body halo catalog",
         "",
         "A genuine cosmological particle-mesh simulation, built offline by one command, gives the halo catalog on",
-        "which the shipped emulator's mocks are made (`training.nbody`, issue 6).",
+        "which the shipped emulator's mocks are made (`training.nbody`).",
         "",
         "```",
         "iaemu-catalog build --preset default [--seed S] [--out FILE]   # resumes from its checkpoints",
@@ -611,7 +611,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         for stat in ("xi", "omega", "eta"):
             L.append(f"| {stat} ours | " + " | ".join(_f(v, 4) for v in r[stat]["ours"]) + " |")
             L.append(f"| {stat} ref | " + " | ".join(_f(v, 4) for v in r[stat]["ref"]) + " |")
-    L += ["", "## Verdict against the targets of issue 6", ""]
+    L += ["", "## Verdict against the realism targets", ""]
     L.append(f"- IC linear power vs colossus <= 2%: realised field {_f(ic['field_vs_colossus_weighted'], 4)}, "
              f"particles (k <= {ic['linear_k']:g}) {_f(ic['ic_vs_colossus_weighted_linear_k'], 4)}: "
              + ("met." if abs(ic['field_vs_colossus_weighted'] - 1) <= 0.02 and abs(ic['ic_vs_colossus_weighted_linear_k'] - 1) <= 0.02 else "NOT met."))
@@ -763,7 +763,7 @@ def omega_jackknife(model, params, seed: int, realisations: int, nside: int = 4)
             "realisations": int(realisations), "regions": int(nreg)}
 
 
-def compare_models(out_dir="docs", models=(1, 2), realisations=10, check_realisations=30, jackknife_realisations=30) -> dict:
+def compare_models(out_dir="docs/results", models=(1, 2), realisations=10, check_realisations=30, jackknife_realisations=30) -> dict:
     """Realism of the halo model versions of the `default` catalog against the Bolshoi-Planck reference mocks:
     the validation's measurement (seed 7, `realisations`), a check with other seeds (seed 8, `check_realisations`),
     halo shapes, and the jackknife cosmic variance of omega. Writes <out_dir>/catalog_models.json, the figure
@@ -878,7 +878,7 @@ MODELS_MARK = "## Halo model versions"
 
 
 def _shapes_sentence(spec: dict) -> str:
-    """What the axis ratios of docs/catalog.md mean, for the estimator of this halo model (MODELS)."""
+    """What the axis ratios of docs/results/catalog.md mean, for the estimator of this halo model (MODELS)."""
     if spec.get("ratio_iterative"):
         return ("The axis ratios come from the iterative reduced tensor in the ellipsoid of R_vir's volume "
                 "(Allgood et al. 2006). High-resolution N-body runs give median c/a ~ 0.5-0.65 and b/a ~ 0.7-0.8 "
@@ -910,7 +910,7 @@ def _default_sentence() -> str:
         return "v1 stays the `default`: the shipped emulator and its dataset were made on it."
     earlier = ", ".join(f"v{v}" for v in sorted(MODELS) if v < DEFAULT_MODEL)
     return (f"v{DEFAULT_MODEL} is the `default`: the shipped emulator and its dataset are made on it; {earlier} made the "
-            "earlier datasets and emulators (`docs/dataset.md`, `docs/emulator.md`).")
+            "earlier datasets and emulators ([dataset](../dataset.md), [emulator](../emulator.md)).")
 
 
 def _estimator_cells(spec: dict) -> list[str]:
@@ -937,7 +937,7 @@ def _versions_prose(keys) -> list[str]:
          "members, are noisier and so less aligned with the large-scale structure than v1's (a calibration of the "
          "estimator against the reference, not a gain in resolution), and the omega deficit below 0.3 Mpc/h remains "
          "(no subhalos in the PM run). How v2 was found, the trials, the noise test, the one-halo decomposition and "
-         "what would close the rest: [catalog_models_exploration.md](catalog_models_exploration.md).", ""]
+         "what would close the rest: [catalog_models_exploration.md](../catalog_models_exploration.md).", ""]
     if 3 in {int(k) for k in keys}:
         L += ["v3 keeps v2's simulation, hosts, ratios and satellite sites and moves only `halo_axisA`: every satellite "
               "site gets a subhalo mass (the evolved subhalo mass function of Jiang & van den Bosch 2016, f_sub = 0.1, "
@@ -946,7 +946,7 @@ def _versions_prose(keys) -> list[str]:
               "then leans towards their satellites, which is the one-halo anisotropy that the PM halos lack. It "
               "raises omega in the two innermost bins by about 2.5 reference errors and in the third by about 0.5 "
               "(tables below), the bin at 0.19 Mpc/h stays low in the 30-realisation check, and the large scales "
-              "stay as they were ([catalog_models_exploration.md](catalog_models_exploration.md), "
+              "stay as they were ([catalog_models_exploration.md](../catalog_models_exploration.md), "
               "\"A candidate v3\").", ""]
     if 4 in {int(k) for k in keys}:
         L += ["v4 is v3 with the satellite sites out to 0.75 R_vir (not R_vir / 2) in the axis tensor, since a halo "
@@ -955,12 +955,12 @@ def _versions_prose(keys) -> list[str]:
               "-3.9) and keeps every bin below 0.3 Mpc/h within 1 err, at the price of about 9% less omega above "
               "2 Mpc/h; with all sites inside R_vir the third bin overshoots and the large scales lose 11%. The 0.75 "
               "is a calibration against the reference at one parameter point, like v2's aperture "
-              "([catalog_models_exploration.md](catalog_models_exploration.md), last section).", ""]
+              "([catalog_models_exploration.md](../catalog_models_exploration.md), last section).", ""]
     return L + [_default_sentence(), ""]
 
 
 def models_markdown(res: dict) -> str:
-    """The halo-model-versions section of docs/catalog.md from compare_models' numbers."""
+    """The halo-model-versions section of docs/results/catalog.md from compare_models' numbers."""
     ms = res["models"]
     keys = sorted(ms, key=int)
     defined = sorted(MODELS)
@@ -978,7 +978,7 @@ def models_markdown(res: dict) -> str:
          "`iaemu-catalog build --preset default-vN` (every version reuses the z = 0 particles of the build folder, "
          "80 s; the halo columns rebuild bit-identically). "
          "Numbers and figure: `iaemu-catalog compare-models --models " + " ".join(str(k) for k in keys)
-         + " --out docs` (writes `catalog_models.json`).", "",
+         + " --out docs/results` (writes `catalog_models.json`).", "",
          *_versions_prose(keys),
          *_unbuilt_models_sentence(keys),
          "![halo model versions against the Bolshoi-Planck mocks](figures/catalog_models_realism.png)", "",

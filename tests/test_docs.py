@@ -1,0 +1,68 @@
+"""The documentation: the site builds with warnings as errors, and every Python example of the README and the
+user guides runs (with the shipped emulator, from an empty working directory).
+
+A block preceded by the line `<!-- skip-test -->` is not run (for illustrative output or heavy compute)."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+SKIP_MARK = "<!-- skip-test -->"
+PAGES = [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
+
+
+def python_blocks(path: Path) -> list[tuple[int, str]]:
+    """(line number, code) of every ```python block of a markdown file that is not marked to skip."""
+    text = path.read_text()
+    blocks = []
+    for m in FENCE.finditer(text):
+        if m.group(1) != "python":
+            continue
+        before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
+        if before == SKIP_MARK:
+            continue
+        blocks.append((text.count("\n", 0, m.start()) + 1, m.group(2)))
+    return blocks
+
+
+def test_examples_are_found(tmp_path):
+    """The block finder sees the examples (so the test below cannot pass by finding nothing)."""
+    found = {p.name: len(python_blocks(p)) for p in PAGES}
+    assert found["README.md"] >= 1 and found["emulator.md"] >= 2 and found["cobaya.md"] >= 1, found
+    assert sum(found.values()) >= 7, found
+    text = "```python\nx = 1\n```\n<!-- skip-test -->\n```python\nraise SystemExit\n```\n```bash\nls\n```\n"
+    probe = Path(tmp_path) / "page.md"
+    probe.write_text(text)
+    assert [code for _, code in python_blocks(probe)] == ["x = 1\n"]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: p.name)
+def test_examples_run(page, tmp_path, monkeypatch, torch_one_thread):
+    """The blocks of one page run in order in one namespace, from an empty working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IAEMU_ARTIFACT", raising=False)
+    namespace = {"__name__": "__docs__"}
+    for line, code in python_blocks(page):
+        try:
+            exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
+        except Exception as e:
+            raise AssertionError(f"the example at {page.relative_to(ROOT)} line {line} fails: "
+                                 f"{type(e).__name__}: {e}") from e
+
+
+def test_site_builds_with_warnings_as_errors(tmp_path):
+    """`sphinx-build -W -b html docs docs/_build/html`, into a temporary folder; the API reference is generated."""
+    out = tmp_path / "html"
+    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-j", "1", "-q", "-b", "html", str(DOCS), str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    api = (out / "api.html").read_text()
+    for name in ("Emulator", "predict_torch", "Domain", "IAEmu", "TNG300Likelihood", "torch_logposterior", "NUTS",
+                 "load_artifact"):
+        assert name in api, name
+    assert (out / "results" / "index.html").exists() and (out / "decisions.html").exists()
