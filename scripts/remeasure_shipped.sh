@@ -1,5 +1,5 @@
 #!/bin/bash
-# Re-measure everything in docs/ that depends on the shipped emulator, after a new artifact has been installed at
+# Re-measure everything in docs/results/ that depends on the shipped emulator, after a new artifact has been installed at
 # iaemu_theory/artifacts/iaemu_default.pt (and, for a new halo model, DEFAULT_MODEL set in training/nbody/halos.py).
 #
 #   scripts/remeasure_shipped.sh DATASET NODES LOGDIR
@@ -13,7 +13,7 @@
 # cores (50 on one).
 set -euo pipefail
 if [ $# -ne 3 ]; then
-  echo "usage: $0 DATASET NODES LOGDIR   (e.g. training/data/dataset_v3.h5 scratch/v3val scratch/ship)" >&2
+  echo "usage: $0 DATASET NODES LOGDIR   (e.g. training/data/dataset_v4.h5 scratch/v4val scratch/ship)" >&2
   exit 2
 fi
 data=$1; nodes=$2; logs=$3
@@ -23,8 +23,8 @@ export OMP_NUM_THREADS=1
 step() { echo "[$(date +%H:%M:%S)] $*"; }
 
 emulator_stream() {
-  step "test-split evaluation -> docs/emulator_metrics.md, artifact metadata"
-  iaemu-evaluate --data "$data" --out docs --update-artifact > "$logs/evaluate.log" 2>&1
+  step "test-split evaluation -> docs/results/emulator_metrics.md, iaemu_theory/artifacts/iaemu_default.metrics.json"
+  iaemu-evaluate --data "$data" --out docs/results --artifact-metrics > "$logs/evaluate.log" 2>&1
 
   for s in 1 2 3; do
     y=yaml/iaemu_tng.yaml; c=chains/iaemu_tng
@@ -32,8 +32,8 @@ emulator_stream() {
     step "Cobaya mcmc, TNG300 sample $s"
     /usr/bin/time -f "%e s wall" cobaya-run -f $y > "$logs/cobaya_$s.log" 2>&1
     iaemu-plot $c --out "$logs/tng$s.png" >> "$logs/cobaya_$s.log" 2>&1
-    cp "$logs/tng$s.png" docs/figures/cobaya_tng_sample${s}_triangle.png
-    cp "$logs/tng${s}_ppd.png" docs/figures/cobaya_tng_sample${s}_ppd.png
+    cp "$logs/tng$s.png" docs/results/figures/cobaya_tng_sample${s}_triangle.png
+    cp "$logs/tng${s}_ppd.png" docs/results/figures/cobaya_tng_sample${s}_ppd.png
   done
   python - > "$logs/posteriors.txt" <<'PY'
 from getdist import loadMCSamples
@@ -53,12 +53,12 @@ PY
 mock_stream() {
   for s in 1 2 3; do
     step "validation against halotools-IA, sample $s (nodes in $nodes$s)"
-    python -m training.validate --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs --no-progress \
+    python -m training.validate --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs/results --no-progress \
       > "$logs/validate_$s.log" 2>&1
   done
 
   step "catalog page"
-  iaemu-catalog validate --preset default --out docs > "$logs/catalog_validate.log" 2>&1
+  iaemu-catalog validate --preset default --out docs/results > "$logs/catalog_validate.log" 2>&1
 }
 
 step "emulator and mock streams started: tail -f $logs/emulator_stream.log $logs/mock_stream.log"
@@ -73,6 +73,6 @@ wait $mock || { echo "mock stream failed: see $logs/mock_stream.log" >&2; status
 cat "$logs/posteriors.txt"
 
 step "benchmark"
-iaemu-benchmark --catalog default --out docs/benchmark.md > "$logs/benchmark.log" 2>&1
+iaemu-benchmark --catalog default --out docs/results/benchmark.md > "$logs/benchmark.log" 2>&1
 python benchmarks/bench_theory.py --skip-run > "$logs/bench_theory.log" 2>&1
-step "done: numbers in docs/, logs in $logs"
+step "done: numbers in docs/results/, logs in $logs"

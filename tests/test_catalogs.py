@@ -190,3 +190,45 @@ def test_nbody_catalog_file_by_path(nbody_test_catalog):
     again = load_catalog(path)
     assert again.catalog_id == nbody_test_catalog.catalog_id
     assert again.catalog_hash == nbody_test_catalog.catalog_hash
+
+
+def test_repository_catalog_is_checked_against_its_recorded_sha256(nbody_test_catalog, tmp_path, monkeypatch):
+    """A catalog recorded in training/data/MANIFEST.json, read by its repository path, must have its recorded sha256;
+    the same bytes elsewhere are read unchecked."""
+    import json
+
+    from training import datafiles
+    from training.fileio import sha256_file
+
+    source = nbody_test_catalog.source.rsplit("(", 1)[-1].rstrip(")")
+    data_dir = (tmp_path / "data").resolve()
+    data_dir.mkdir()
+    path = data_dir / "default_catalog_v9.npz"
+    path.write_bytes(open(source, "rb").read())
+    digest = sha256_file(path)
+    (data_dir / "MANIFEST.json").write_text(json.dumps({"files": {path.name: digest}}))
+    monkeypatch.setattr(datafiles, "DATA_DIR", data_dir)
+    monkeypatch.setattr(datafiles, "MANIFEST", data_dir / "MANIFEST.json")
+    monkeypatch.setattr(datafiles, "_verified", {})
+    assert load_catalog(str(path)).catalog_hash == nbody_test_catalog.catalog_hash
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(datafiles.DataFileError, match=f"{path}: sha256 {sha256_file(path)} differs from the "
+                                                      f"recorded {digest}"):
+        load_catalog(str(path))
+    elsewhere = tmp_path / "copy.npz"
+    elsewhere.write_bytes(open(source, "rb").read())
+    assert load_catalog(str(elsewhere)).catalog_hash == nbody_test_catalog.catalog_hash
+
+
+def test_the_repository_catalog_matches_its_record():
+    """The committed default catalog has the sha256 recorded in training/data/MANIFEST.json."""
+    from training import datafiles
+    from training.nbody.catalog import PACKAGED
+    from training.nbody.halos import DEFAULT_MODEL
+
+    path = PACKAGED[DEFAULT_MODEL]
+    if not path.exists():
+        pytest.skip("not a source checkout: training/data is absent")
+    assert datafiles.check_file(path) == datafiles.recorded_files()[path.name]

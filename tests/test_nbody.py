@@ -155,6 +155,38 @@ def test_catalog_names_and_model_versions(tmp_path):
         load_catalog_columns(f"test-v{other}", seed=99, cache_dir=tmp_path, build_if_missing=False)
 
 
+def test_repository_catalogs_come_from_the_manifest_and_retired_ones_from_the_cache(tmp_path, monkeypatch):
+    """PACKAGED holds the catalogs recorded in training/data/MANIFEST.json (v4 only); a retired version is found in
+    the cache as any other catalog, and its absence names both the build command and the `git show` restore."""
+    from training import datafiles
+    from training.nbody import catalog as C
+
+    recorded = {int(n[len("default_catalog_v"):-len(".npz")]) for n in datafiles.recorded_files()
+                if n.startswith("default_catalog_v")}
+    assert set(C.PACKAGED) == recorded == {DEFAULT_MODEL}
+    assert C.PACKAGED[DEFAULT_MODEL] == datafiles.DATA_DIR / f"default_catalog_v{DEFAULT_MODEL}.npz"
+    if C.PACKAGED[DEFAULT_MODEL].exists():
+        assert C.catalog_path("default", cache_dir=tmp_path) == C.PACKAGED[DEFAULT_MODEL]
+    seed = get_preset("default").default_seed
+    for v in (1, 2, 3):
+        commit = datafiles.retired_files()[f"default_catalog_v{v}.npz"]["commit"]
+        cached = tmp_path / f"{catalog_id('default', seed, v)}.npz"
+        assert C.catalog_path(f"default-v{v}", cache_dir=tmp_path) is None
+        with pytest.raises(FileNotFoundError) as err:
+            load_catalog_columns(f"default-v{v}", cache_dir=tmp_path, build_if_missing=False)
+        msg = str(err.value)
+        assert f"iaemu-catalog build --preset default-v{v}`" in msg
+        assert f"git show {commit}:training/data/default_catalog_v{v}.npz > {cached}" in msg
+        cached.write_bytes(b"")
+        assert C.catalog_path(f"default-v{v}", cache_dir=tmp_path) == cached
+    # as in an installed package: the repository's catalog is recorded but absent, and not cached
+    monkeypatch.setattr(C, "PACKAGED", {DEFAULT_MODEL: tmp_path / "absent" / f"default_catalog_v{DEFAULT_MODEL}.npz"})
+    for build in (True, False):
+        with pytest.raises(FileNotFoundError, match=r"lives in the source repository .*iaemu-catalog build "
+                                                    r"--preset default`"):
+            load_catalog_columns("default", cache_dir=tmp_path, build_if_missing=build)
+
+
 def test_shape_estimators_on_an_ellipsoid():
     from training.nbody.halos import group_shapes
 
@@ -282,7 +314,7 @@ def test_models_section_lists_measured_and_unmeasured_versions():
     from training.nbody.halos import MODELS
     from training.nbody.validate import MODELS_MARK, models_markdown
 
-    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "catalog_models.json").read_text())
+    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "results" / "catalog_models.json").read_text())
     res["models"] = {k: v for k, v in res["models"].items() if k in ("1", "3")}
     md = models_markdown(res)
     assert md.startswith(MODELS_MARK)
@@ -331,7 +363,7 @@ def test_models_figure_is_drawn_from_the_saved_results(tmp_path):
     from iaemu_theory.conventions import N_BINS
     from training.nbody.validate import plot_models
 
-    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "catalog_models.json").read_text())
+    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "results" / "catalog_models.json").read_text())
     for k, e in res["models"].items():
         e["mean_stats"] = (np.ones((3, N_BINS)) * 0.01 * int(k)).tolist()
     plot_models(res, tmp_path / "realism.png")

@@ -166,14 +166,14 @@ def test_resume_is_bit_for_bit(toy, tmp_path):
 
 def test_time_limit_stops_cleanly_then_resumes(toy, tmp_path):
     out = tmp_path / "limited.pt"
-    code = T.main(["--data", str(toy), "--out", str(out), "--config", "tiny", "--epochs", "4", "--batch-size", "32",
+    code = T.main(["--data", str(toy), "--out", str(out), "--network", "tiny", "--epochs", "4", "--batch-size", "32",
                    "--val-every", "2", "--max-minutes", "0.0001", "--no-progress",
                    "--summary", str(tmp_path / "s.json")])
     assert code == T.EXIT_TIME_LIMIT
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["stop_reason"] == "time_limit" and s["epochs_run"] == 1 and not s["complete"]
     assert load_artifact(out).training["complete"] is False          # a usable artifact even so
-    code = T.main(["--data", str(toy), "--out", str(out), "--config", "tiny", "--epochs", "4", "--batch-size", "32",
+    code = T.main(["--data", str(toy), "--out", str(out), "--network", "tiny", "--epochs", "4", "--batch-size", "32",
                    "--val-every", "2", "--resume", "--no-progress", "--summary", str(tmp_path / "s.json")])
     assert code == 0
     s = json.loads((tmp_path / "s.json").read_text())
@@ -338,7 +338,7 @@ def test_evaluate_cli_writes_metrics_table_and_figures(toy, trained, tmp_path):
     art = tmp_path / "emu.pt"
     art.write_bytes(out.read_bytes())
     code = E.main(["--artifact", str(art), "--data", str(toy), "--out", str(tmp_path / "docs"), "--mc-passes", "8",
-                   "--update-artifact"])
+                   "--artifact-metrics"])
     assert code == 0
     m = json.loads((tmp_path / "docs" / "emulator_metrics.json").read_text())
     assert m["n_points"] == 48 and m["trained_on_this_dataset"]
@@ -349,6 +349,175 @@ def test_evaluate_cli_writes_metrics_table_and_figures(toy, trained, tmp_path):
     assert "| Mean fractional error" in table and "Aleatoric calibration" in table
     for name in ("examples", "accuracy", "uncertainty", "appendix_d"):
         assert (tmp_path / "docs" / "figures" / f"emulator_{name}.png").stat().st_size > 5000
-    stored = load_artifact(art).metrics["test"]
+    # the summary goes beside the artifact; the artifact's bytes are untouched
+    assert art.read_bytes() == out.read_bytes()
+    beside = json.loads((tmp_path / "emu.metrics.json").read_text())
+    assert beside["artifact_weights_sha256"] == load_artifact(art).weights_sha256
+    stored = beside["splits"]["test"]
     assert stored["summary"]["xi"]["mean_spearman"] == pytest.approx(m["summary"]["xi"]["mean_spearman"])
+    assert stored["n_points"] == 48 and stored["dataset_sha256"] == T.dataset_sha256(toy)
     assert E.main(["--artifact", str(tmp_path / "none.pt"), "--data", str(toy), "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit):
+        E.main(["--artifact", str(art), "--data", str(toy), "--update-artifact"])
+
+
+def test_evaluate_writes_nothing_beside_the_artifact_unless_asked(toy, trained, tmp_path):
+    from training import evaluate as E
+    art = tmp_path / "plain.pt"
+    art.write_bytes(trained[0].read_bytes())
+    assert E.main(["--artifact", str(art), "--data", str(toy), "--out", str(tmp_path / "o"), "--mc-passes", "0",
+                   "--no-figures", "--split", "validation"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "plain.pt"]
+    assert E.artifact_metrics_path(art) == tmp_path / "plain.metrics.json"
+
+
+# ---------------------------------------------------------------------------------------------- config files
+SHIPPED_CONFIG = T.CONFIG_DIR / "shipped.yaml"
+
+
+def test_shipped_config_is_the_shipped_artifacts_recipe():
+    """training/configs/shipped.yaml parses into exactly the TrainConfig recorded in the shipped artifact, and the
+    artifact was trained on the dataset the config names."""
+    from dataclasses import asdict
+
+    from training.datafiles import SHIPPED_DATASET, recorded_files
+
+    _, cfg = T.parse_args(["--config", str(SHIPPED_CONFIG), "--data", "d.h5", "--out", "o.pt"])
+    record = Emulator.load().metadata["training"]
+    assert asdict(cfg) == record["config"]
+    assert record["dataset_file"] == SHIPPED_DATASET
+    assert record["dataset_sha256"] == recorded_files()[SHIPPED_DATASET]
+    assert SHIPPED_DATASET in SHIPPED_CONFIG.read_text() and "iaemu_default.pt" in SHIPPED_CONFIG.read_text()
+    # every field is written out, so the recipe does not follow a changed default
+    import yaml
+    assert set(yaml.safe_load(SHIPPED_CONFIG.read_text())) == set(T.config_fields())
+    # the name alone finds the same file; the plain defaults are not the shipped recipe
+    assert T.parse_args(["--config", "shipped", "--data", "d", "--out", "o"])[1] == cfg
+    assert T.parse_args(["--data", "d", "--out", "o"])[1] == T.TrainConfig() != cfg
+
+
+def test_config_file_values_and_command_line_overrides(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("lr: 1e-2\nepochs: 7\nnetwork: tiny\nbeta: {xi: 0.7}\n")
+    _, cfg = T.parse_args(["--config", str(cfg_file), "--data", "d", "--out", "o"])
+    assert (cfg.lr, cfg.epochs, cfg.network) == (1e-2, 7, "tiny")
+    assert cfg.beta == {"xi": 0.7, "omega": 0.5, "eta": 0.5}
+    assert cfg.dropout == T.TrainConfig().dropout                       # not in the file: the default
+    # an option given explicitly wins, even when it equals the default
+    _, cfg = T.parse_args(["--config", str(cfg_file), "--data", "d", "--out", "o", "--epochs", "500",
+                           "--lr", "0.5", "--beta", "xi=0.2"])
+    assert (cfg.epochs, cfg.lr, cfg.network, cfg.beta["xi"]) == (500, 0.5, "tiny", 0.2)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("lr: 1e-3\nlearning_rate: 0.1\n", r"unknown key\(s\) \['learning_rate'\]; valid keys .*'lr_schedule'"),
+    ("epochs: ten\n", "epochs: 'ten' is not an integer"),
+    ("lr_schedule: linear\n", r"lr_schedule: 'linear' is not one of \['step', 'cosine'\]"),
+    ("beta: {zeta: 1}\n", "beta: .* is not a mapping from statistics"),
+    ("- lr\n", "expected a mapping of TrainConfig fields"),
+])
+def test_bad_config_files_are_named(tmp_path, capsys, text, needle):
+    import re
+    cfg_file = tmp_path / "bad.yaml"
+    cfg_file.write_text(text)
+    assert T.main(["--config", str(cfg_file), "--data", "d", "--out", str(tmp_path / "o.pt")]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg_file) in err and re.search(needle, err), err
+    assert T.main(["--config", str(tmp_path / "none.yaml"), "--data", "d", "--out", "o"]) == 2
+    assert "none.yaml does not exist" in capsys.readouterr().err and "shipped" in T.resolve_config_path("shipped").name
+
+
+def test_tiny_training_from_a_config_file(toy, tmp_path):
+    """The shipped recipe's form (alignment encoding and output, cosine schedule) trained tiny from a file, with
+    the command line shortening it; the artifact records the merged config."""
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(SHIPPED_CONFIG.read_text().replace("network: paper", "network: tiny"))
+    out = tmp_path / "from_config.pt"
+    code = T.main(["--config", str(cfg_file), "--data", str(toy), "--out", str(out), "--epochs", "4",
+                   "--batch-size", "32", "--val-every", "2", "--no-progress"])
+    assert code == 0
+    rec = load_artifact(out).training
+    assert rec["config"]["network"] == "tiny" and rec["epochs_run"] == 4
+    assert {k: rec["config"][k] for k in ("input_encoding", "output_form", "lr_schedule", "dropout",
+                                          "warmup_epochs", "lr_min")} == \
+        {"input_encoding": "alignment_p2", "output_form": "alignment", "lr_schedule": "cosine", "dropout": 0.01,
+         "warmup_epochs": 15, "lr_min": 1e-6}
+    assert Emulator.load(out, device="cpu").artifact.input_encoding == "alignment_p2"
+
+
+# ---------------------------------------------------------------------------------------------- output paths
+def test_out_path_is_checked_before_training(toy, tmp_path, capsys):
+    said = []
+    with pytest.raises(ValueError, match="is a directory; give a file name in it"):
+        T.train(toy, tmp_path, fast_config(), device="cpu", progress=False, log=said.append)
+    assert not any("training IAEmu" in line for line in said)           # refused before any epoch
+    assert T.main(["--data", str(toy), "--out", str(tmp_path), "--network", "tiny", "--no-progress"]) == 2
+    assert f"--out {tmp_path} is a directory" in capsys.readouterr().err
+    # a file where a directory is needed is refused, with the path
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="cannot create its directory"):
+        T.train(toy, tmp_path / "afile" / "emu.pt", fast_config(), device="cpu", progress=False, log=said.append)
+    assert not any("training IAEmu" in line for line in said)
+    # a missing parent directory is created, and said
+    out = tmp_path / "new" / "deeper" / "emu.pt"
+    T.train(toy, out, fast_config(epochs=2), device="cpu", progress=False, log=said.append)
+    assert out.exists() and any("created directory" in line for line in said)
+
+
+# ---------------------------------------------------------------------------------------------- data files
+@pytest.fixture
+def recorded_toy(toy, tmp_path, monkeypatch):
+    """The toy dataset as if it were a recorded repository file (a temporary training/data with its manifest)."""
+    from training import datafiles
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    path = data_dir / "toy.h5"
+    path.write_bytes(toy.read_bytes())
+    (data_dir / "MANIFEST.json").write_text(json.dumps({"files": {"toy.h5": T.dataset_sha256(toy)}, "retired": {}}))
+    monkeypatch.setattr(datafiles, "DATA_DIR", data_dir.resolve())
+    monkeypatch.setattr(datafiles, "MANIFEST", data_dir / "MANIFEST.json")
+    monkeypatch.setattr(datafiles, "_verified", {})
+    return path
+
+
+def test_recorded_dataset_is_checked_against_its_sha256(recorded_toy, toy, tmp_path):
+    from training.datafiles import DataFileError, check_file
+
+    assert check_file(recorded_toy) == T.dataset_sha256(toy)
+    T.load_splits(recorded_toy, log=lambda *a: None)
+    data = bytearray(recorded_toy.read_bytes())
+    data[-100] ^= 0xFF
+    recorded_toy.write_bytes(bytes(data))
+    with pytest.raises(DataFileError) as err:
+        T.load_splits(recorded_toy, log=lambda *a: None)
+    msg = str(err.value)
+    assert str(recorded_toy) in msg and T.dataset_sha256(toy) in msg and T.dataset_sha256(recorded_toy) in msg
+    # the same bytes under another path are the user's own file: not checked
+    other = tmp_path / "mine.h5"
+    other.write_bytes(toy.read_bytes())
+    assert check_file(other) is None
+
+
+def test_repository_dataset_matches_its_record():
+    """The committed training/data/dataset_v4.h5 has the sha256 recorded in training/data/MANIFEST.json."""
+    from training.datafiles import DATA_DIR, SHIPPED_DATASET, check_file, recorded_files
+
+    path = DATA_DIR / SHIPPED_DATASET
+    if not path.exists():
+        pytest.skip("not a source checkout: training/data is absent")
+    assert check_file(path) == recorded_files()[SHIPPED_DATASET]
+
+
+def test_absent_repository_dataset_says_where_it_lives(tmp_path, monkeypatch, capsys):
+    """As in an installed package: the manifest is there, the dataset is not."""
+    from training import datafiles
+
+    monkeypatch.setattr(datafiles, "DATA_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="kept in the source repository at training/data/dataset_v4.h5"):
+        datafiles.shipped_dataset()
+    assert T.main(["--config", "shipped", "--data", str(tmp_path / "dataset_v4.h5"), "--out", "o.pt"]) == 2
+    assert "source repository" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="git show 1a5ef1d7201b043a3583d4c2b5bdf717d98f6108:training/data/"
+                                                "dataset_v3.h5 > training/data/dataset_v3.h5"):
+        T.load_splits(tmp_path / "dataset_v3.h5")

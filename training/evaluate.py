@@ -1,6 +1,6 @@
 """Measure an emulator on a dataset's test split, the paper's way (`iaemu-evaluate`).
 
-    iaemu-evaluate --artifact iaemu_theory/artifacts/iaemu_default.pt --data training/data/dataset.h5 --out docs/
+    iaemu-evaluate --artifact iaemu_theory/artifacts/iaemu_default.pt --data training/data/dataset_v4.h5 --out docs/results
 
 Truth per test point and bin: the mean over its realisations, and the scatter of one realisation
 sigma_true (standard deviation over realisations, ddof=1), in physical units. (The emulator's xi is
@@ -18,7 +18,9 @@ that offset, measured on the data alone, under "diagnostics".) Measures (issue 4
 - epistemic vs aleatoric: median sigma_epistemic / sigma_aleatoric per bin (MC dropout, default 50 passes).
 
 Writes OUT/emulator_metrics.json, OUT/emulator_metrics.md (a table for the README) and figures
-OUT/figures/emulator_*.png (like the paper's Fig. 3, Fig. 4 and Appendix D).
+OUT/figures/emulator_*.png (like the paper's Fig. 3, Fig. 4 and Appendix D). With `--artifact-metrics` the summary
+also goes beside the artifact, as <artifact stem>.metrics.json (one entry per split); the artifact file itself is
+never modified.
 """
 from __future__ import annotations
 
@@ -265,10 +267,33 @@ def make_figures(out_dir: Path, r, pred, true_mean, true_sigma, metrics, n_examp
 
 
 # ---------------------------------------------------------------------------------------------- driver
+def artifact_metrics_path(artifact) -> Path:
+    """Where the summary metrics of an artifact go: beside it, as <stem>.metrics.json."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.stem + ".metrics.json")
+
+
+def write_artifact_metrics(artifact, metrics: dict, log=print) -> Path:
+    """Record a split's summary metrics in <artifact stem>.metrics.json, keeping the other splits' entries when the
+    file describes the same weights (else starting afresh). The artifact is not touched."""
+    path = artifact_metrics_path(artifact)
+    record = json.loads(path.read_text()) if path.exists() else {}
+    if record.get("artifact_weights_sha256") != metrics["artifact_weights_sha256"]:
+        record = {"artifact": Path(artifact).name, "artifact_weights_sha256": metrics["artifact_weights_sha256"],
+                  "splits": {}}
+    record["splits"][metrics["split"]] = {
+        "summary": metrics["summary"], "targets": metrics["targets"], "n_points": metrics["n_points"],
+        "dataset": Path(metrics["dataset"]).name, "dataset_sha256": metrics["dataset_sha256"],
+        "mc_passes": metrics["mc_passes"], "seed": metrics["seed"]}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    log(f"{metrics['split']} summary metrics written to {path}")
+    return path
+
+
 def evaluate(artifact, data, out_dir, split="test", mc_passes=50, seed=0, device="auto", figures=True,
-             update_artifact=False, log=print) -> dict:
-    """Evaluate and write metrics JSON, markdown table and figures. Returns the metrics dict."""
-    from iaemu_theory.artifact import load_artifact, save_artifact
+             artifact_metrics=False, log=print) -> dict:
+    """Evaluate and write metrics JSON, markdown table and figures (and, if `artifact_metrics`, the summary beside
+    the artifact: `write_artifact_metrics`). Returns the metrics dict."""
     from iaemu_theory.emulator import Emulator
     from training.train import dataset_sha256, load_splits
 
@@ -302,12 +327,8 @@ def evaluate(artifact, data, out_dir, split="test", mc_passes=50, seed=0, device
     (out_dir / "emulator_metrics.md").write_text(table)
     if figures:
         metrics["figures"] = [str(p) for p in make_figures(out_dir, emu.r, pred, true_mean, true_sigma, metrics)]
-    if update_artifact:
-        art = load_artifact(artifact)
-        art.metrics = {**art.metrics, split: {"summary": metrics["summary"], "targets": metrics["targets"],
-                                              "n_points": metrics["n_points"], "dataset_sha256": data_hash}}
-        save_artifact(artifact, art)
-        log(f"test metrics stored in {artifact} (weights unchanged, sha256 {art.weights_sha256[:12]}...)")
+    if artifact_metrics:
+        write_artifact_metrics(artifact, metrics, log=log)
     log(table)
     return metrics
 
@@ -317,13 +338,14 @@ def build_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--artifact", default=None, help="artifact file (default: the shipped one)")
     p.add_argument("--data", required=True, help="dataset HDF5 file with a split")
-    p.add_argument("--out", default="docs", help="folder for metrics JSON, markdown table and figures/")
+    p.add_argument("--out", default="docs/results", help="folder for metrics JSON, markdown table and figures/")
     p.add_argument("--split", default="test", choices=("test", "validation", "train"))
     p.add_argument("--mc-passes", type=int, default=50, help="MC-dropout passes for the epistemic variance (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--update-artifact", action="store_true", help="store the summary metrics in the artifact")
+    p.add_argument("--artifact-metrics", action="store_true",
+                   help="also write the summary metrics beside the artifact, as <artifact stem>.metrics.json")
     return p
 
 
@@ -332,7 +354,8 @@ def main(argv=None) -> int:
     from iaemu_theory.artifact import DEFAULT_ARTIFACT, ArtifactError
     try:
         evaluate(args.artifact or DEFAULT_ARTIFACT, args.data, args.out, split=args.split, mc_passes=args.mc_passes,
-                 seed=args.seed, device=args.device, figures=not args.no_figures, update_artifact=args.update_artifact)
+                 seed=args.seed, device=args.device, figures=not args.no_figures,
+                 artifact_metrics=args.artifact_metrics)
     except (FileNotFoundError, ValueError, ArtifactError) as err:
         print(f"iaemu-evaluate: error: {err}", file=sys.stderr)
         return 2

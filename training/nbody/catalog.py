@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 import numpy as np
+
+from training import datafiles
 
 from . import cosmology
 from .halos import DEFAULT_MODEL, MODELS, find_halos, get_model
@@ -24,9 +27,23 @@ FORMAT_VERSION = 1
 #: Fraction of the host mass given to a satellite site of rank j as its nominal (sub)halo mass: 0.05 / (1 + j).
 #: Only the order matters (SubhaloPhaseSpace fills satellites in decreasing halo_mpeak).
 SITE_MASS_FRACTION = 0.05
-_DATA = Path(__file__).resolve().parent.parent / "data"
-#: Committed catalog files by halo model version (preset `default`, its default seed).
-PACKAGED = {v: _DATA / f"default_catalog_v{v}.npz" for v in (1, 2, 3, 4)}
+_PACKAGED_NAME = re.compile(r"default_catalog_v(\d+)\.npz")
+
+
+def _packaged() -> dict[int, Path]:
+    """The repository's catalogs (training/data/default_catalog_v<N>.npz recorded in its MANIFEST.json) by halo
+    model version."""
+    try:
+        names = datafiles.recorded_files()
+    except (OSError, ValueError):
+        return {}
+    found = (_PACKAGED_NAME.fullmatch(n) for n in names)
+    return {int(m.group(1)): datafiles.DATA_DIR / m.group(0) for m in found if m}
+
+
+#: Catalog files kept in the source repository, by halo model version (preset `default`, its default seed); an
+#: installed package records them but does not carry them.
+PACKAGED = _packaged()
 
 COLUMNS = (
     "halo_axisA_x", "halo_axisA_y", "halo_axisA_z", "halo_upid", "halo_hostid", "halo_id", "halo_mpeak",
@@ -260,9 +277,11 @@ def catalog_path(preset: str = "default", seed: int | None = None, cache_dir=Non
 
 
 def load_catalog_file(path) -> tuple[dict, dict]:
+    """(columns, meta) of a catalog file; the repository's catalogs are checked against their recorded sha256."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"catalog file {path} does not exist")
+        raise FileNotFoundError(f"catalog file {path} does not exist{datafiles.missing_hint(path)}")
+    datafiles.check_file(path)
     with np.load(path) as f:
         if "meta_json" not in f.files:
             raise ValueError(f"{path} is not an iaemu N-body catalog (no meta_json record)")
@@ -284,11 +303,23 @@ def load_catalog_columns(preset: str = "default", seed: int | None = None, cache
     path = catalog_path(preset, seed, cache_dir, model)
     if path is None:
         pr = get_preset(preset)
-        cid = catalog_id(preset, pr.default_seed if seed is None else seed, model)
-        if not build_if_missing:
-            name = preset if model == DEFAULT_MODEL else f"{preset}-v{model}"
+        seed_ = pr.default_seed if seed is None else int(seed)
+        cid = catalog_id(preset, seed_, model)
+        cached = cache_root(cache_dir) / f"{cid}.npz"
+        name = preset if model == DEFAULT_MODEL else f"{preset}-v{model}"
+        build = f"`iaemu-catalog build --preset {name}" + (f" --seed {seed}`" if seed is not None else "`")
+        repository = preset == "default" and seed_ == pr.default_seed
+        if repository and model in PACKAGED:
             raise FileNotFoundError(
-                f"catalog {cid} is not in {cache_root(cache_dir)}; build it with `iaemu-catalog build --preset {name}"
-                + (f" --seed {seed}`" if seed is not None else "`"))
+                f"catalog {cid} lives in the source repository ({PACKAGED[model].name} in training/data), which this "
+                f"installation lacks, and is not in the cache {cache_root(cache_dir)}: copy it from a clone of the "
+                f"repository to {cached}, or build it there with {build}")
+        if not build_if_missing:
+            retired = f"default_catalog_v{model}.npz"
+            restore = ""
+            if repository and retired in datafiles.retired_files():
+                restore = (f", or restore it from the repository's history (in a clone) with "
+                           f"`{datafiles.restore_command(retired, cached)}`")
+            raise FileNotFoundError(f"catalog {cid} is not in {cache_root(cache_dir)}; build it with {build}{restore}")
         path = build_catalog(preset, seed, progress=True, cache_dir=cache_dir, model=model)
     return load_catalog_file(path)

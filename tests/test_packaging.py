@@ -1,0 +1,142 @@
+"""The wheel a user installs: small, with the code, the shipped artifact and the Cobaya components' data, without the
+datasets and catalogs; installed (not editable) it finds its artifact from any directory."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_WHEEL_BYTES = 10 * 1024 * 1024
+#: What a source copy leaves out: version control, build outputs (a stale build/lib would leak into the wheel),
+#: run outputs.
+IGNORED = (".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".benchmarks", "chains", "runs",
+           "scratch", ".whl", ".device_out")
+
+
+def _copy_or_link(src, dst):
+    """Large files are linked, not copied: the wheel either leaves them out (as it must) or reads them through."""
+    if os.path.getsize(src) > 1 << 20:
+        os.symlink(os.path.abspath(src), dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A clean copy of the source tree."""
+    src = tmp_path_factory.mktemp("source") / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*IGNORED), copy_function=_copy_or_link)
+    return src
+
+
+@pytest.fixture(scope="module")
+def wheel(source, tmp_path_factory):
+    """`pip wheel --no-deps --no-build-isolation` of the clean copy (a few seconds)."""
+    src, tmp = source, tmp_path_factory.mktemp("wheel")
+    out = tmp / "dist"
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src),
+                          "-w", str(out)], capture_output=True, text=True, cwd=tmp, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (path,) = out.glob("iaemu-*.whl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def names(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        return set(z.namelist())
+
+
+def test_wheel_is_small(wheel):
+    assert wheel.stat().st_size <= MAX_WHEEL_BYTES, f"{wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB"
+
+
+def test_wheel_holds_the_code_artifact_and_component_data(names):
+    expected = ["iaemu_theory/__init__.py", "iaemu_theory/emulator.py", "iaemu_theory/samplers/nuts.py",
+                "training/__init__.py", "training/train.py", "training/nbody/catalog.py",
+                "iaemu_theory/artifacts/iaemu_default.pt", "iaemu_theory/data/tng300_sample1.txt",
+                "training/configs/shipped.yaml", "training/data/MANIFEST.json"]
+    for component in ("IAEmu", "IACorrelationLikelihood", "TNG300Likelihood", "samplers/NUTS"):
+        expected += [f"iaemu_theory/{component}.yaml", f"iaemu_theory/{component}.bibtex"]
+    missing = sorted(set(expected) - names)
+    assert not missing, f"the wheel lacks {missing}"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
+
+
+def test_wheel_has_no_datasets_or_catalogs(names):
+    data = sorted(n for n in names if n.endswith((".h5", ".hdf5", ".npz")))
+    assert not data, f"the wheel carries data files {data}"
+    assert not any(n.startswith(("tests/", "docs/", "yaml/", "scripts/")) for n in names)
+
+
+def test_sdist_has_no_datasets_or_catalogs(source, tmp_path):
+    """The source distribution: code, tests, the shipped yamls, the artifact and the data manifest; not the data."""
+    import tarfile
+
+    code = f"import setuptools.build_meta as b; print(b.build_sdist({str(tmp_path)!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=source, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (sdist,) = tmp_path.glob("iaemu-*.tar.gz")
+    assert sdist.stat().st_size <= MAX_WHEEL_BYTES
+    with tarfile.open(sdist) as tar:
+        members = {m.name.split("/", 1)[-1] for m in tar.getmembers()}
+    assert not sorted(n for n in members if n.endswith((".h5", ".hdf5", ".npz")))
+    for name in ("LICENSE", "training/data/MANIFEST.json", "training/configs/shipped.yaml",
+                 "iaemu_theory/artifacts/iaemu_default.pt", "yaml/iaemu_tng.yaml", "tests/test_packaging.py"):
+        assert name in members, name
+
+
+def test_installed_wheel_finds_its_artifact_from_another_directory(wheel, tmp_path):
+    """`pip install --no-deps --target`: imported from there (not the source tree), the emulator loads the shipped
+    artifact and predicts; the repository's data are recorded but absent, and asking for them says so."""
+    target = tmp_path / "site"
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                          str(wheel)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = """
+import json, numpy as np, iaemu_theory, training
+from iaemu_theory import Emulator
+from training import datafiles
+emu = Emulator.load(device="cpu")
+point = emu.domain.from_unit(np.full((1, 7), 0.5))
+pred = emu.predict(point)
+try:
+    datafiles.shipped_dataset()
+    absent = None
+except FileNotFoundError as err:
+    absent = str(err)
+print(json.dumps({"theory": iaemu_theory.__file__, "training": training.__file__,
+                  "xi_finite": bool(np.all(np.isfinite(pred["xi"]))), "absent": absent,
+                  "recorded": sorted(datafiles.recorded_files())}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(target)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=elsewhere, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    res = json.loads(run.stdout.strip().splitlines()[-1])
+    assert Path(res["theory"]).is_relative_to(target) and Path(res["training"]).is_relative_to(target)
+    assert res["xi_finite"]
+    assert res["recorded"] == ["dataset_v4.h5", "default_catalog_v4.npz"]
+    assert res["absent"] and "source repository" in res["absent"]
+
+
+def test_retired_files_are_documented_with_their_commit_and_sha256():
+    """training/data/README.md gives, for every retired file, the commit and sha256 the manifest records and the
+    `git show` command that restores it; the kept files are there with their digests."""
+    from training import datafiles
+
+    readme = (ROOT / "training" / "data" / "README.md").read_text()
+    for name, rec in datafiles.retired_files().items():
+        assert not (datafiles.DATA_DIR / name).exists(), f"{name} is retired but still in training/data"
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        assert rec["commit"] in row and rec["sha256"] in row and f"`{datafiles.restore_command(name)}`" in row
+    for name, digest in datafiles.recorded_files().items():
+        assert digest in readme and name in readme
