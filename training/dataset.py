@@ -1,8 +1,13 @@
 """Dataset files after generation: merge shards, clean, split into train / validation / test.
 
-    python -m training.dataset merge A.h5 B.h5 C.h5.parts --out ALL.h5
-    python -m training.dataset split ALL.h5 --seed 0 [--out SPLIT.h5]     (cleans, then writes `split`)
-    python -m training.dataset summary ALL.h5                            (status and cleaning counts)
+    iaemu-dataset merge A.h5 B.h5 C.h5.parts --out ALL.h5
+    iaemu-dataset split ALL.h5 --seed 0 [--out SPLIT.h5]     (cleans, then writes `split`)
+    iaemu-dataset summary ALL.h5                            (status and cleaning counts)
+
+(`python -m training.dataset ...` is the same command.) Outputs are written atomically under the
+output's lock (`training.fileio`): a second merge or split into the same file is refused, naming
+the process that holds it. Parts of a parts folder that fail their checksum are reported and left
+out of a merge.
 
 Cleaning (`clean`), in this order, each point removed by the first rule it fails:
 
@@ -34,6 +39,8 @@ import numpy as np
 
 from iaemu_theory.conventions import BIN_CENTRES, STATISTICS
 from iaemu_theory.domain import Domain
+from training.cli import add_debug_argument, check_output_path, finite_float, run_command, seed_type
+from training.fileio import exclusive_lock
 from training.schema import (SPLIT_DROPPED, SPLIT_NAMES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALIDATION, STATUS_DONE,
                              STATUS_NAN, Dataset, read_dataset, write_dataset)
 
@@ -141,11 +148,18 @@ def merge(parts_or_files, out) -> Dataset:
 
     Rows are design points; a point finished in several inputs must have identical results. Inputs
     of a Sobol' design extended to more points (`iaemu-generate --points` larger) merge into the
-    largest design.
+    largest design. A part that fails its checksum is reported and left out (its row is pending).
+    `out` is written atomically, holding its lock.
     """
+    out = check_output_path(out)
+    with exclusive_lock(out, shlex.join(["iaemu-dataset", "merge", *map(str, parts_or_files), "--out", str(out)])):
+        return _merge(parts_or_files, out)
+
+
+def _merge(parts_or_files, out: Path) -> Dataset:
     from training.design import realistic_design
-    from training.generate import (assemble, can_extend, check_same_config, dataset_attrs, parts_from_dataset,
-                                   read_part, settled_design)
+    from training.generate import (PartsStore, assemble, can_extend, check_same_config, dataset_attrs,
+                                   parts_from_dataset, settled_design)
 
     inputs = [Path(p) for p in parts_or_files]
     if not inputs:
@@ -153,15 +167,12 @@ def merge(parts_or_files, out) -> Dataset:
     config, command, parts, stored_design = None, None, {}, None
     for path in inputs:
         if path.is_dir():
-            manifest = path / "manifest.json"
-            if not manifest.exists():
+            store = PartsStore.at(path)
+            meta = store.read_manifest()
+            if meta is None:
                 raise ValueError(f"{path} is not a parts folder of iaemu-generate (no manifest.json)")
-            meta = json.loads(manifest.read_text())
             this_config, this_command = meta["config"], meta.get("command")
-            these = {}
-            for f in sorted(path.glob("point_*.npz")):
-                part = read_part(f)
-                these[part["index"]] = part
+            these = store.finished(quarantine=False)
         else:
             ds = read_dataset(path)
             if "generation_config" not in ds.attrs:
@@ -174,10 +185,7 @@ def merge(parts_or_files, out) -> Dataset:
             config, command = this_config, this_command
         else:
             if not (can_extend(config, this_config) or can_extend(this_config, config)):
-                try:
-                    check_same_config(config, this_config, str(path))
-                except SystemExit as exc:
-                    raise ValueError(str(exc)) from None
+                check_same_config(config, this_config, str(path))
             if this_config["n_points"] > config["n_points"]:
                 config = this_config
         for i, part in these.items():
@@ -224,9 +232,9 @@ def summary_text(ds: Dataset, **clean_kwargs) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    p = argparse.ArgumentParser(prog="python -m training.dataset", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "iaemu-dataset") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    add_debug_argument(p)
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("merge", help="join dataset files and/or OUT.parts folders of one generation")
     m.add_argument("inputs", nargs="+")
@@ -234,29 +242,37 @@ def main(argv=None) -> int:
     s = sub.add_parser("split", help="clean, then write the train/validation/test split column")
     s.add_argument("input")
     s.add_argument("--out", help="output file (default: rewrite the input)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.1, 0.2])
+    s.add_argument("--seed", type=seed_type, default=0)
+    s.add_argument("--fractions", type=finite_float, nargs=3, default=[0.7, 0.1, 0.2])
     s.add_argument("--xi-positive", choices=("each", "mean"), default="each")
     s.add_argument("--keep-split-from", default=None, metavar="FILE",
                    help="an earlier split dataset whose points are this one's first rows: they keep their labels")
     q = sub.add_parser("summary", help="status, cleaning counts, split sizes, timings")
     q.add_argument("input")
     q.add_argument("--xi-positive", choices=("each", "mean"), default="each")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of `iaemu-dataset` (and `python -m training.dataset`); returns the exit status."""
+    return run_command("iaemu-dataset", _main, argv)
+
+
+def _main(argv: list) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "merge":
         ds = merge(args.inputs, args.out)
         print(f"wrote {args.out}")
         print(summary_text(ds))
     elif args.command == "split":
+        out = check_output_path(args.out or args.input)
         previous = read_dataset(args.keep_split_from) if args.keep_split_from else None
-        try:
+        with exclusive_lock(out, shlex.join(["iaemu-dataset"] + argv)):
             ds = split(read_dataset(args.input), args.seed, args.fractions, keep_from=previous,
                        xi_positive=args.xi_positive)
-        except ValueError as err:
-            raise SystemExit(f"python -m training.dataset split: {err}") from None
-        ds.attrs["split_command"] = shlex.join(["python", "-m", "training.dataset"] + argv)
-        write_dataset(args.out or args.input, ds)
-        print(f"wrote {args.out or args.input}")
+            ds.attrs["split_command"] = shlex.join(["iaemu-dataset"] + argv)
+            write_dataset(out, ds)
+        print(f"wrote {out}")
         print(summary_text(ds, xi_positive=args.xi_positive))
     else:
         print(summary_text(read_dataset(args.input), xi_positive=args.xi_positive))

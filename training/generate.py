@@ -5,8 +5,12 @@ the P points of the realistic design (`training.design`) and writes FILE (the HD
 `training.schema`). How it stays correct when interrupted:
 
 * Every finished point is written at once to `FILE.parts/point_<index>.npz` (written under a
-  temporary name, flushed, then renamed: a file with the final name is always complete). A
-  killed run loses only the points in flight.
+  unique temporary name, fsynced, then renamed: a file with the final name is always complete),
+  and its sha256 is appended to `FILE.parts/SHA256SUMS`. A killed run loses only the points in
+  flight. A part that fails its checksum or cannot be read (truncated, damaged, edited) is
+  reported by path, moved aside to `*.bad` and measured again; it is never merged.
+* One process at a time works on FILE: generation and merging hold an exclusive lock
+  (`FILE.lock`, see `training.fileio`); a second one is refused at once, naming the holder.
 * `FILE.parts/manifest.json` records the arguments that define the dataset (points, seed,
   realisations, orientation draws, design method, domain, catalog hash, engine). Re-running the
   same command skips finished points; a re-run with different arguments is refused, naming the
@@ -16,7 +20,11 @@ the P points of the realistic design (`training.design`) and writes FILE (the HD
 * At the end of every run (finished, time limit reached, interrupted) the parts are merged into
   FILE, all P rows in design order, unfinished ones with status STATUS_PENDING. An existing FILE
   with the same arguments also counts as finished work, so a single file can carry a run's state
-  between machines (see docs/dataset.md).
+  between machines (see docs/dataset.md). An unreadable FILE is moved aside to `FILE.bad` and
+  rebuilt from the parts; an unreadable manifest is rebuilt when FILE vouches for the arguments,
+  else the error says what to delete.
+* Ctrl-C exits with status 130 and SIGTERM with 143, after merging what finished. Pool workers
+  exit when the master dies (even by kill -9): they watch their parent process.
 
 Execution: in-process for --workers 1; a `spawn` process pool for --workers N (spawn, not fork:
 the parent may hold threads (tqdm's monitor, numba/OpenMP pools, BLAS) and forking a threaded
@@ -29,12 +37,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
@@ -44,9 +55,12 @@ import numpy as np
 
 from iaemu_theory.conventions import DEFAULT_REALISATIONS, N_BINS, PARAM_NAMES, STATISTICS, array_to_params
 from iaemu_theory.domain import Domain
+from training.cli import (add_debug_argument, finite_float, interrupt_exit_code, nonnegative_float, nonnegative_int,
+                          positive_float, positive_int, run_command, seed_type)
 from training.design import DESIGN_METHODS, design_summary, realistic_design
+from training.fileio import atomic_write_bytes, atomic_write_text, exclusive_lock, sha256_bytes, stale_temporaries
 from training.schema import (SCHEMA_VERSION, STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDING, Dataset,
-                             read_dataset, write_dataset)
+                             DatasetFileError, read_dataset, write_dataset)
 
 #: The engine used unless --engine names another: "module:callable", called as f(catalog_spec) -> (model, catalog).
 DEFAULT_ENGINE = "training.generate:mock_engine"
@@ -55,6 +69,14 @@ THREAD_ENV = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBL
 #: Environment variables by which MPI launchers announce the world size.
 MPI_SIZE_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 PART_PREFIX = "point_"
+#: The parts folder's checksum file: one "<sha256>  <part name>" line per part written (the last line of a name counts).
+SUMS_NAME = "SHA256SUMS"
+#: Suffix of a damaged file moved aside (never read again, kept for inspection).
+BAD_SUFFIX = ".bad"
+#: Seconds between a pool worker's checks that its master is still alive.
+PARENT_POLL_SECONDS = 0.5
+_SUM_LINE = re.compile(r"^([0-9a-f]{64})  (\S+)$")
+_PART_NAME = re.compile(rf"^{PART_PREFIX}(\d+)\.npz$")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,74 +145,255 @@ def measure_point(model, task: Task) -> dict:
 # the parts folder
 
 
-class PartsStore:
-    """FILE.parts/: manifest.json plus one point_<index>.npz per finished point (atomic writes)."""
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
-    def __init__(self, out: Path):
+
+class PartsStore:
+    """FILE.parts/: manifest.json, SHA256SUMS and one point_<index>.npz per finished point (atomic writes)."""
+
+    def __init__(self, out: Path, parts_dir: Path | None = None):
         self.out = Path(out)
-        self.dir = self.out.with_name(self.out.name + ".parts")
+        self.dir = Path(parts_dir) if parts_dir is not None else self.out.with_name(self.out.name + ".parts")
         self.manifest = self.dir / "manifest.json"
+        self.sums_path = self.dir / SUMS_NAME
+        self._sums_end_checked = False
+        self._missing_noted = False
+
+    @classmethod
+    def at(cls, parts_dir) -> "PartsStore":
+        """The store of an existing parts folder (FILE.parts or a copy of it under another name)."""
+        parts_dir = Path(parts_dir)
+        name = parts_dir.name[:-len(".parts")] if parts_dir.name.endswith(".parts") else parts_dir.name
+        return cls(parts_dir.with_name(name), parts_dir)
 
     def part_path(self, index: int) -> Path:
         return self.dir / f"{PART_PREFIX}{index:07d}.npz"
 
-    def open(self, config: dict, command: str) -> None:
-        """Create the folder and manifest, or check that an existing one has the same config."""
+    def part_files(self) -> list[Path]:
+        return sorted(p for p in self.dir.glob(f"{PART_PREFIX}*.npz") if _PART_NAME.match(p.name))
+
+    def read_manifest(self) -> dict | None:
+        """The manifest (None if there is none); ValueError naming it if it cannot be read."""
+        if not self.manifest.exists():
+            return None
+        try:
+            meta = json.loads(self.manifest.read_text())
+            if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+                raise ValueError("no 'config' mapping")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"the manifest {self.manifest} cannot be read ({type(exc).__name__}: {exc})") from None
+        return meta
+
+    def open(self, config: dict, command: str, vouched: bool = False) -> None:
+        """Create the folder and manifest, or check that an existing one has the same config.
+
+        `vouched`: FILE exists and was made with `config`, so an unreadable manifest can be rebuilt
+        from it. Otherwise an unreadable manifest beside parts is an error saying what to delete.
+        Call with the output's lock held (debris of killed writes is removed here).
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.manifest.exists():
-            old = json.loads(self.manifest.read_text())
-            check_same_config(old["config"], config, str(self.manifest), extend=True)
-            if old["config"]["n_points"] != config["n_points"]:
-                print(f"extending the design from {old['config']['n_points']} to {config['n_points']} points")
-                old["config"] = config
-                old.setdefault("extended_by", []).append(command)
-                _atomic_write_text(self.manifest, json.dumps(old, indent=1))
-        else:
-            _atomic_write_text(self.manifest, json.dumps({"config": config, "command": command}, indent=1))
         for stale in self.dir.glob("*.tmp*"):  # debris of a killed write: never read, removed
             stale.unlink(missing_ok=True)
+        try:
+            old = self.read_manifest()
+        except ValueError as exc:
+            n_parts = len(self.part_files())
+            if n_parts and not vouched:
+                raise ValueError(f"{exc}, so the arguments that made the {n_parts} part(s) in {self.dir} are "
+                                 f"unknown. If this same command made them, delete {self.manifest} and re-run "
+                                 f"(every part is checked against the design and its seed); otherwise delete "
+                                 f"{self.dir} to start again") from None
+            bad = self.manifest.with_name(self.manifest.name + BAD_SUFFIX)
+            os.replace(self.manifest, bad)
+            _warn(f"warning: {exc}; moved it to {bad} and wrote a new one from this command"
+                  + (f" ({self.out} was made with the same arguments)" if n_parts else " (no parts yet)"))
+            old = None
+        if old is None:
+            self._adopt_unchecked_parts()
+            meta = {"config": config, "command": command, "checksums": SUMS_NAME}
+            atomic_write_text(self.manifest, json.dumps(meta, indent=1))
+            return
+        check_same_config(old["config"], config, str(self.manifest), extend=True)
+        changed = False
+        if old["config"]["n_points"] != config["n_points"]:
+            print(f"extending the design from {old['config']['n_points']} to {config['n_points']} points")
+            old["config"] = config
+            old.setdefault("extended_by", []).append(command)
+            changed = True
+        if "checksums" not in old:  # a folder written before parts were checksummed
+            self._adopt_unchecked_parts()
+            old["checksums"] = SUMS_NAME
+            changed = True
+        if changed:
+            atomic_write_text(self.manifest, json.dumps(old, indent=1))
+
+    def _adopt_unchecked_parts(self) -> None:
+        """Record the checksum of every readable part that has none (parts of a folder without SHA256SUMS)."""
+        if self.sums_path.exists():
+            return
+        for path in self.part_files():
+            data = path.read_bytes()
+            try:
+                part_from_bytes(data)
+            except ValueError:
+                continue  # left unrecorded: finished() reports it and moves it aside
+            self._append_sum(path.name, sha256_bytes(data))
 
     def command(self) -> str | None:
         """The command that started this dataset (and those that extended it)."""
-        if not self.manifest.exists():
+        try:
+            meta = self.read_manifest()
+        except ValueError:
             return None
-        meta = json.loads(self.manifest.read_text())
+        if meta is None:
+            return None
         return "; ".join([meta.get("command", "")] + [f"extended by: {c}" for c in meta.get("extended_by", [])])
 
-    def finished(self) -> dict[int, dict]:
-        """index -> part, for every complete part file."""
+    def checksums(self) -> dict[str, str]:
+        """part name -> sha256 recorded when it was written (the last line of a name; torn lines ignored)."""
+        sums = {}
+        if self.sums_path.exists():
+            for line in self.sums_path.read_text(errors="replace").splitlines():
+                match = _SUM_LINE.match(line)
+                if match:
+                    sums[match.group(2)] = match.group(1)
+        return sums
+
+    def _checked(self) -> bool:
+        """Whether parts must match a recorded checksum (the folder was written with checksums)."""
+        if self.sums_path.exists():
+            return True
+        try:
+            meta = self.read_manifest()
+        except ValueError:
+            return True
+        return bool(meta and meta.get("checksums"))
+
+    def finished(self, quarantine: bool = True) -> dict[int, dict]:
+        """index -> part, for every part that passes its checksum and reads back whole.
+
+        A part that does not is reported by path and left out; with `quarantine` (the generator,
+        holding the lock) it is also moved aside to `*.bad`, so its point is measured again.
+        """
         out = {}
         if not self.dir.is_dir():
             return out
-        for path in sorted(self.dir.glob(f"{PART_PREFIX}*.npz")):
-            part = read_part(path)
-            out[part["index"]] = part
+        sums, checked = self.checksums(), self._checked()
+        for path in self.part_files():
+            index = int(_PART_NAME.match(path.name).group(1))
+            try:
+                data = path.read_bytes()
+                if checked:
+                    want = sums.get(path.name)
+                    if want is None:
+                        raise ValueError(f"no checksum in {SUMS_NAME} (the run was killed while writing it?)")
+                    if sha256_bytes(data) != want:
+                        raise ValueError(f"its sha256 differs from the one recorded in {SUMS_NAME} when it was "
+                                         "written (damaged or edited)")
+                part = part_from_bytes(data)
+                if part["index"] != index:
+                    raise ValueError(f"it holds point {part['index']}, not {index}")
+            except (OSError, ValueError) as exc:
+                self._reject(path, index, exc, quarantine)
+                continue
+            part["path"] = str(path)
+            out[index] = part
+        missing = [n for n in sums if not (self.dir / n).exists() and not (self.dir / (n + BAD_SUFFIX)).exists()]
+        if missing and not self._missing_noted:
+            self._missing_noted = True
+            _warn(f"note: {len(missing)} part(s) recorded in {self.sums_path} are missing (e.g. {missing[0]}); "
+                  "their points are measured again unless FILE holds them")
         return out
 
+    def _reject(self, path: Path, index: int, exc: Exception, quarantine: bool) -> None:
+        if not quarantine:
+            _warn(f"warning: part {path} is damaged ({exc}); skipped, point {index} not merged")
+            return
+        bad = path.with_name(path.name + BAD_SUFFIX)
+        os.replace(path, bad)
+        _warn(f"warning: part {path} is damaged ({exc}); moved to {bad}, point {index} will be measured again")
+
     def write(self, part: dict) -> None:
+        """Write one part atomically, then record its sha256 (a part without its line is measured again)."""
         path = self.part_path(part["index"])
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in part.items()})
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k: np.asarray(v) for k, v in part.items() if k != "path"})
+        data = buffer.getvalue()
+        atomic_write_bytes(path, data)
+        self._append_sum(path.name, sha256_bytes(data))
+
+    def _append_sum(self, name: str, digest: str) -> None:
+        with open(self.sums_path, "a+b") as fh:
+            if not self._sums_end_checked:  # a line torn by a kill must not swallow the next one
+                fh.seek(0, os.SEEK_END)
+                if fh.tell():
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        fh.write(b"\n")
+                self._sums_end_checked = True
+            fh.write(f"{digest}  {name}\n".encode())
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
 
 
-def read_part(path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        part = {k: z[k] for k in z.files}
-    for key in ("index", "status", "seed"):
-        part[key] = int(part[key])
-    part["seconds"] = float(part["seconds"])
-    part["error"] = str(part["error"])
+#: Keys of a part file, and the ones converted back to Python scalars when read.
+PART_ARRAYS = ("params", "stats", "n_galaxies", "seeds", "orientation_stats")
+PART_SCALARS = dict(index=int, status=int, seed=int, seconds=float, error=str)
+
+
+def part_from_bytes(data: bytes) -> dict:
+    """A part from the bytes of its npz; ValueError (saying what is wrong) if they are not a whole part."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            part = {k: z[k] for k in z.files}
+    except Exception as exc:  # BadZipFile, EOFError, zlib and CRC errors: all mean a damaged file
+        raise ValueError(f"not a readable npz: {type(exc).__name__}: {exc}") from None
+    missing = [k for k in (*PART_ARRAYS, *PART_SCALARS) if k not in part]
+    if missing:
+        raise ValueError(f"lacks {missing}")
+    try:
+        for key, kind in PART_SCALARS.items():
+            part[key] = kind(part[key])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad scalar field: {exc}") from None
+    r = part["stats"].shape[0] if part["stats"].ndim == 3 else -1
+    shapes = dict(params=(len(PARAM_NAMES),), stats=(r, len(STATISTICS), N_BINS), n_galaxies=(r,), seeds=(r,))
+    for key, shape in shapes.items():
+        if part[key].shape != shape:
+            raise ValueError(f"{key} has shape {part[key].shape}, expected {shape}")
+    if part["orientation_stats"].ndim != 3 or part["orientation_stats"].shape[1:] != (len(STATISTICS), N_BINS):
+        raise ValueError(f"orientation_stats has shape {part['orientation_stats'].shape}")
     return part
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def read_part(path) -> dict:
+    """One part file, without checksum verification (`PartsStore.finished` verifies); ValueError naming it."""
+    try:
+        return part_from_bytes(Path(path).read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"part {path}: {exc}") from None
+
+
+def check_parts(parts: dict[int, dict], args, design: np.ndarray) -> None:
+    """Refuse parts made with other arguments: each must hold its design point, seed and shapes."""
+    r, k = args.realisations, args.orientation_draws
+    for i, part in parts.items():
+        where = part.get("path", f"point {i}")
+        if i >= len(design):
+            raise ValueError(f"part {where} is point {i}, beyond the design's {len(design)} points")
+        problems = []
+        if not np.array_equal(part["params"], design[i]):
+            problems.append(f"parameters {part['params'].tolist()}, the design has {design[i].tolist()}")
+        if part["seed"] != point_seed(args.seed, i):
+            problems.append(f"seed {part['seed']}, expected {point_seed(args.seed, i)} for --seed {args.seed}")
+        if part["stats"].shape[0] != r:
+            problems.append(f"{part['stats'].shape[0]} realisations, --realisations is {r}")
+        if part["orientation_stats"].shape[0] != k:
+            problems.append(f"{part['orientation_stats'].shape[0]} orientation draws, --orientation-draws is {k}")
+        if problems:
+            raise ValueError(f"part {where} was made with other arguments: " + "; ".join(problems)
+                             + ". Use another --out, or repeat the original arguments")
 
 
 def can_extend(old: dict, new: dict) -> bool:
@@ -210,7 +413,7 @@ def check_same_config(old: dict, new: dict, where: str, extend: bool = False) ->
     keys = sorted(set(old) | set(new))
     diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
     if diff:
-        raise SystemExit(f"error: {where} was made with different arguments; refusing to mix datasets.\n  "
+        raise ValueError(f"{where} was made with different arguments; refusing to mix datasets.\n  "
                          + "\n  ".join(diff)
                          + "\nUse another --out, or repeat the original arguments to resume.")
 
@@ -230,7 +433,8 @@ def assemble(config: dict, design: np.ndarray, parts: dict[int, dict], attrs: di
     seconds = []
     for i, part in parts.items():
         if not np.array_equal(part["params"], design[i]):
-            raise ValueError(f"part for point {i} has parameters {part['params']} but the design has {design[i]}")
+            raise ValueError(f"part {part.get('path', i)} has parameters {part['params']} but point {i} of the "
+                             f"design has {design[i]}")
         stats[i], n_gal[i], seeds[i], status[i] = part["stats"], part["n_galaxies"], part["seeds"], part["status"]
         if k:
             ori[i] = part["orientation_stats"]
@@ -338,9 +542,39 @@ class SerialBackend:
 _WORKER_MODEL = None
 
 
-def _init_worker(engine: str, catalog: str) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """Make this worker die with its master, even one killed by SIGKILL (which runs no clean-up).
+
+    On Linux the kernel sends SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG; this acts even
+    while the worker is inside compiled code). Everywhere, a daemon thread also checks every
+    PARENT_POLL_SECONDS that the parent is still `parent_pid` (an orphan is re-parented) and exits
+    otherwise. The resource tracker exits by itself once the master and the workers are gone.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the master died before the watch began
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="iaemu-parent-watch", daemon=True).start()
+
+
+def _init_worker(engine: str, catalog: str, parent_pid: int | None = None) -> None:
     global _WORKER_MODEL
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master handles Ctrl-C and shuts the pool down
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER_MODEL = load_engine(engine)(catalog)[0]
 
 
@@ -358,7 +592,7 @@ class PoolBackend:
         self.capacity = n_workers
         self.can_abort = True
         self.pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(engine, catalog))
+                                        initializer=_init_worker, initargs=(engine, catalog, os.getpid()))
         self.futures = set()
 
     def submit(self, task: Task) -> None:
@@ -446,8 +680,8 @@ def mpi_world():
     try:
         from mpi4py import MPI
     except ImportError as exc:
-        raise SystemExit(
-            f"error: launched under MPI but mpi4py cannot load its MPI library ({exc}).\n"
+        raise OSError(
+            f"launched under MPI but mpi4py cannot load its MPI library ({exc}).\n"
             "Install an MPI implementation and mpi4py built for it; on Debian with the pip wheel of mpi4py, "
             "MPICH's library is named libmpich.so.12 while the wheel needs libmpi.so.12: "
             "`ln -s libmpich.so.12 /usr/lib/x86_64-linux-gnu/libmpi.so.12`.") from None
@@ -465,9 +699,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise SystemExit(f"error: --shard {text!r} must look like i/n with integers, e.g. 0/4") from None
+        raise ValueError(f"--shard {text!r} must look like i/n with integers, e.g. 0/4") from None
     if not (n >= 1 and 0 <= i < n):
-        raise SystemExit(f"error: --shard {text!r}: need n >= 1 and 0 <= i < n")
+        raise ValueError(f"--shard {text!r}: need n >= 1 and 0 <= i < n")
     return i, n
 
 
@@ -489,14 +723,31 @@ def dataset_attrs(config: dict, command: str) -> dict:
                 generation_config=json.dumps(config, sort_keys=True))
 
 
-def existing_dataset(out: Path, config: dict) -> Dataset | None:
-    """An existing FILE made with the same arguments, or None (refuses a different one)."""
+def existing_dataset(out: Path, config: dict, store: PartsStore | None = None, move_damaged: bool = True):
+    """An existing FILE made with the same arguments, or None (refuses a different one).
+
+    A FILE that cannot be read is moved aside to FILE.bad (with `move_damaged`) when a parts folder
+    can rebuild it; without one the error says what to do.
+    """
     if not out.exists():
         return None
-    ds = read_dataset(out)
+    try:
+        ds = read_dataset(out)
+    except DatasetFileError as exc:
+        if store is None or not store.dir.is_dir() or not (store.manifest.exists() or store.part_files()):
+            raise ValueError(f"{exc}. There is no {store.dir if store else 'parts folder'} to rebuild it from: "
+                             f"restore {out} from a copy, or delete it to start again") from None
+        if not move_damaged:
+            _warn(f"warning: {exc}; it would be moved aside and rebuilt from {store.dir}")
+            return None
+        bad = out.with_name(out.name + BAD_SUFFIX)
+        os.replace(out, bad)
+        _warn(f"warning: {exc}; moved it to {bad}, {out} is rebuilt from {store.dir} (rows only it held are "
+              "pending and measured again)")
+        return None
     old = ds.attrs.get("generation_config")
     if old is None:
-        raise SystemExit(f"error: {out} exists and was not written by iaemu-generate; choose another --out")
+        raise ValueError(f"{out} exists and was not written by iaemu-generate; choose another --out")
     check_same_config(json.loads(old), config, str(out), extend=True)
     return ds
 
@@ -519,10 +770,11 @@ def settled_design(design: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def merge_outputs(out: Path, config: dict, design: np.ndarray, command: str) -> Dataset:
-    """Merge FILE (if any) and FILE.parts/ into FILE; returns the dataset written."""
-    store = PartsStore(out)
-    existing = existing_dataset(out, config)
+def merge_outputs(out: Path, config: dict, design: np.ndarray, command: str,
+                  store: PartsStore | None = None) -> Dataset:
+    """Merge FILE (if any) and FILE.parts/ into FILE; returns the dataset written (call with the lock held)."""
+    store = PartsStore(out) if store is None else store
+    existing = existing_dataset(out, config, store)
     parts = {} if existing is None else parts_from_dataset(existing)
     parts.update(store.finished())
     ds = assemble(config, design, parts, dataset_attrs(config, store.command() or command))
@@ -572,11 +824,27 @@ def make_task(args, design, index) -> Task:
 
 
 def run(args, mpi_backend: MPIBackend | None = None) -> int:
-    """The master: plan, skip finished points, hand out tasks, write parts, merge."""
-    from tqdm import tqdm
+    """The master: plan, skip finished points, hand out tasks, write parts, merge.
 
+    Returns 0, 1 if a worker process died, 130 / 143 if interrupted by SIGINT / SIGTERM.
+    """
     out = Path(args.out)
     command = shlex.join(["iaemu-generate"] + list(args.argv))
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; expected a file name such as {out / 'data.h5'}")
+    if args.dry_run:  # reads, never writes (so takes no lock)
+        return _run_locked(args, mpi_backend, out, command)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out, command):
+        for stale in stale_temporaries(out):  # a merge killed while writing FILE
+            stale.unlink(missing_ok=True)
+        return _run_locked(args, mpi_backend, out, command)
+
+
+def _run_locked(args, mpi_backend, out: Path, command: str) -> int:
+    """The body of `run`, with the output's lock held (or a dry run)."""
+    from tqdm import tqdm
+
     design = realistic_design(args.points, args.seed, Domain(logMmin_range=tuple(args.logMmin_range)), args.method)
     shard_i, shard_n = parse_shard(args.shard)
     mine = np.arange(shard_i, args.points, shard_n)
@@ -584,17 +852,25 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
     model, catalog = load_engine(args.engine)(args.catalog)
     config = run_config(args, catalog)
     store = PartsStore(out)
-    existing = existing_dataset(out, config)
+    existing = existing_dataset(out, config, store, move_damaged=not args.dry_run)
     design = settled_design(design, None if existing is None else existing.params)
     finished = {} if existing is None else parts_from_dataset(existing)
+    vouched = existing is not None
     del existing
-    if args.dry_run:  # reads, never writes
-        if store.manifest.exists():
-            check_same_config(json.loads(store.manifest.read_text())["config"], config, str(store.manifest),
-                              extend=True)
+    if args.dry_run:
+        try:
+            manifest = store.read_manifest()
+        except ValueError as exc:
+            _warn(f"warning: {exc}")
+            manifest = None
+        if manifest is not None:
+            check_same_config(manifest["config"], config, str(store.manifest), extend=True)
     else:
-        store.open(config, command)
-    finished.update(store.finished())
+        store.open(config, command, vouched=vouched)
+    from_parts = store.finished(quarantine=not args.dry_run)
+    check_parts(from_parts, args, design)
+    finished.update(from_parts)
+    del from_parts
     retry = {i for i, p in finished.items() if p["status"] == STATUS_ERROR} if args.retry_errors else set()
     todo = [int(i) for i in mine if i not in finished or i in retry]
 
@@ -602,7 +878,7 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
         dry_run(args, design, todo, model, catalog)
         return 0
     if args.merge_only:
-        ds = merge_outputs(out, config, design, command)
+        ds = merge_outputs(out, config, design, command, store)
         print(f"merged {store.dir} into {out}: {_status_line(ds)}")
         return 0
 
@@ -614,13 +890,9 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
     else:
         backend = SerialBackend(model)
 
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     start = time.monotonic()
     hard_limit = None if args.max_seconds is None or not backend.can_abort else args.max_seconds + args.grace
-    durations, queue, in_flight, stopped, submitted, failed = [], list(todo), 0, None, 0, False
+    durations, queue, in_flight, stopped, submitted, code, aborted = [], list(todo), 0, None, 0, 0, False
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="pt", dynamic_ncols=True, smoothing=0.05,
                desc=out.name + (f" shard {shard_i}/{shard_n}" if shard_n > 1 else ""))
     try:
@@ -641,25 +913,30 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
             timeout = None if hard_limit is None else max(0.0, hard_limit - (time.monotonic() - start))
             part = backend.wait_one(timeout)
             if part is None:
-                raise KeyboardInterrupt(f"--max-seconds {args.max_seconds:g} + --grace {args.grace:g} s passed")
+                stopped = (f"--max-seconds {args.max_seconds:g} + --grace {args.grace:g} s passed; {in_flight} "
+                           "point(s) in flight were abandoned")
+                backend.shutdown(abort=True)
+                aborted = True
+                break
             in_flight -= 1
             store.write(part)
             durations.append(part["seconds"])
             if part["status"] == STATUS_ERROR:
                 tqdm.write(f"point {part['index']} failed: {part['error']}")
             bar.update(1)
-        backend.shutdown()
-    except KeyboardInterrupt as exc:
+        if not aborted:
+            backend.shutdown()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (turned into `Interrupted` by run_command)
         stopped = f"interrupted ({exc or 'Ctrl-C'}); {in_flight} point(s) in flight were lost"
+        code = interrupt_exit_code(exc)
         backend.shutdown(abort=True)
     except BrokenExecutor as exc:  # a worker process died (killed, out of memory): keep what finished
         stopped = f"a worker process died ({exc}); {in_flight} point(s) in flight were lost"
-        failed = True
+        code = 1
         backend.shutdown(abort=True)
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous_handler)
-    ds = merge_outputs(out, config, design, command)
+    ds = merge_outputs(out, config, design, command, store)
     left = int(np.sum(ds.status[mine] == STATUS_PENDING))
     print(f"{out}: {_status_line(ds)}"
           + (f"; this run measured {len(durations)} points in {time.monotonic() - start:.0f} s, "
@@ -668,7 +945,7 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
         print(f"stopped: {stopped}.")
     if left:
         print(f"{left} point(s) of this shard left: re-run the same command to continue.")
-    return 1 if failed else 0
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -676,52 +953,51 @@ def build_parser() -> argparse.ArgumentParser:
         prog="iaemu-generate",
         description="Measure xi, omega, eta at the points of the realistic design and write an HDF5 dataset. "
                     "Resumable: re-run the same command to continue. Under `mpiexec -n K` rank 0 hands out points "
-                    "to K-1 workers.")
-    p.add_argument("--points", type=int, required=True, help="number of design points P")
-    p.add_argument("--seed", type=int, required=True, help="master seed (design and every realisation)")
+                    "to K-1 workers. Exit status: 0 done, 1 a worker died, 2 bad input, 130/143 interrupted.")
+    p.add_argument("--points", type=positive_int, required=True, help="number of design points P")
+    p.add_argument("--seed", type=seed_type, required=True,
+                   help="master seed, an integer in [0, 2**63) (design and every realisation)")
     p.add_argument("--out", required=True, help="output HDF5 file; finished points go to OUT.parts/")
     p.add_argument("--catalog", default="default", help="catalog: 'default', 'test' or a path (default: default)")
-    p.add_argument("--realisations", type=int, default=DEFAULT_REALISATIONS,
+    p.add_argument("--realisations", type=positive_int, default=DEFAULT_REALISATIONS,
                    help=f"realisations per point (default {DEFAULT_REALISATIONS})")
-    p.add_argument("--orientation-draws", type=int, default=0, help="extra orientation-only draws per point")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1; ignored under MPI)")
-    p.add_argument("--logMmin-range", type=float, nargs=2, default=list(Domain().logMmin_range),
+    p.add_argument("--orientation-draws", type=nonnegative_int, default=0,
+                   help="extra orientation-only draws per point")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="local worker processes (default 1; ignored under MPI)")
+    p.add_argument("--logMmin-range", type=finite_float, nargs=2, default=list(Domain().logMmin_range),
                    metavar=("LO", "HI"), help="logMmin range of the design (default %(default)s)")
     p.add_argument("--method", choices=DESIGN_METHODS, default="sobol", help="space-filling design (default sobol)")
     p.add_argument("--shard", default=None, metavar="i/n", help="measure only points with index %% n == i")
-    p.add_argument("--max-seconds", type=float, default=None,
+    p.add_argument("--max-seconds", type=positive_float, default=None,
                    help="stop starting new points when the next would end after this many seconds; "
                         "finished points are kept and merged")
-    p.add_argument("--grace", type=float, default=60.0,
+    p.add_argument("--grace", type=nonnegative_float, default=60.0,
                    help="with --max-seconds and --workers > 1: points still running this many seconds after the "
                         "limit are abandoned (measured again by the next run; default 60)")
-    p.add_argument("--max-points", type=int, default=None,
+    p.add_argument("--max-points", type=positive_int, default=None,
                    help="measure at most this many points in this run (keeps a run's new output small)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the design, expected galaxy counts and a time estimate (times one point)")
     p.add_argument("--merge-only", action="store_true", help="merge OUT.parts/ into OUT and exit")
     p.add_argument("--retry-errors", action="store_true", help="measure again the points that failed")
     p.add_argument("--engine", default=DEFAULT_ENGINE, help=argparse.SUPPRESS)
+    add_debug_argument(p)
     return p
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Entry point of `iaemu-generate`; returns the exit status (see `training.cli.run_command`)."""
+    return run_command("iaemu-generate", _main, argv)
+
+
+def _main(argv: list) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
-    if args.points < 1:
-        raise SystemExit(f"error: --points {args.points} must be >= 1")
-    if args.realisations < 1:
-        raise SystemExit(f"error: --realisations {args.realisations} must be >= 1")
-    if args.orientation_draws < 0:
-        raise SystemExit(f"error: --orientation-draws {args.orientation_draws} must be >= 0")
-    if args.max_points is not None and args.max_points < 1:
-        raise SystemExit(f"error: --max-points {args.max_points} must be >= 1")
-    if args.workers < 1:
-        raise SystemExit(f"error: --workers {args.workers} must be >= 1")
     lo, hi = args.logMmin_range
     if not lo < hi:
-        raise SystemExit(f"error: --logMmin-range {lo} {hi}: need LO < HI")
+        raise ValueError(f"--logMmin-range {lo:g} {hi:g}: need LO < HI")
+    parse_shard(args.shard)
     comm = mpi_world()
     saved_env = {name: os.environ.get(name) for name in THREAD_ENV}
     if comm is not None or args.workers > 1:

@@ -13,6 +13,10 @@ Layout (P parameter points, R realisations, 3 statistics in STATISTICS order, 20
 
 Attributes (JSON strings where structured): schema_version, param_names, statistics, domain,
 catalog_id, catalog_hash, code_version, creation_command, master_seed, n_realisations.
+
+Files are written atomically (a unique temporary file, fsynced, then renamed: `training.fileio`) and
+their chunked arrays carry HDF5's Fletcher-32 checksum, so a damaged file is refused when read
+(`DatasetFileError`, naming the file) instead of giving wrong numbers.
 """
 from __future__ import annotations
 
@@ -39,6 +43,11 @@ SPLIT_TEST = 2
 SPLIT_NAMES = {SPLIT_TRAIN: "train", SPLIT_VALIDATION: "validation", SPLIT_TEST: "test"}
 
 JSON_ATTRS = ("param_names", "statistics", "domain")
+REQUIRED_ARRAYS = ("params", "stats", "n_galaxies", "seeds", "status", "bin_edges")
+
+
+class DatasetFileError(ValueError):
+    """A dataset file that cannot be read: not HDF5, truncated, damaged, or missing arrays."""
 
 
 @dataclass
@@ -87,13 +96,13 @@ class Dataset:
 
 
 def write_dataset(path, ds: Dataset, compression: str = "gzip") -> None:
-    """Write atomically: a temporary file in the same folder, then rename."""
+    """Write atomically: a unique temporary file in the same folder, fsynced, then renamed over `path`."""
     import h5py
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    kw = dict(compression=compression, shuffle=True) if compression else {}
-    with h5py.File(tmp, "w") as f:
+    from training.fileio import atomic_path
+
+    kw = dict(compression=compression, shuffle=True, fletcher32=True) if compression else dict(fletcher32=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("params", data=ds.params.astype(np.float64), **kw)
         f.create_dataset("stats", data=ds.stats.astype(np.float64), **kw)
         f.create_dataset("n_galaxies", data=ds.n_galaxies.astype(np.int64), **kw)
@@ -108,32 +117,51 @@ def write_dataset(path, ds: Dataset, compression: str = "gzip") -> None:
         attrs.update(ds.attrs)
         for key, value in attrs.items():
             f.attrs[key] = json.dumps(value) if key in JSON_ATTRS else value
-    tmp.replace(path)
 
 
 def read_dataset(path) -> Dataset:
-    """Read a dataset file, checking its schema version, parameter order and statistics."""
+    """Read a dataset file, checking its schema version, parameter order and statistics.
+
+    FileNotFoundError if it is missing; DatasetFileError (naming the file) if it cannot be read;
+    ValueError if it is another schema version or orders its parameters or statistics differently.
+    """
     import h5py
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist")
-    with h5py.File(path, "r") as f:
-        attrs = {}
-        for key, value in f.attrs.items():
-            if isinstance(value, bytes):
-                value = value.decode()
-            if key in JSON_ATTRS:
-                value = json.loads(value)
-            elif isinstance(value, np.generic):
-                value = value.item()
-            attrs[key] = value
-        if attrs.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{path}: schema_version {attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-        if tuple(attrs["param_names"]) != PARAM_NAMES:
-            raise ValueError(f"{path}: parameter order {attrs['param_names']} differs from {list(PARAM_NAMES)}")
-        if tuple(attrs["statistics"]) != STATISTICS:
-            raise ValueError(f"{path}: statistics {attrs['statistics']} differ from {list(STATISTICS)}")
-        opt = lambda k: f[k][()] if k in f else None  # noqa: E731
-        return Dataset(f["params"][()], f["stats"][()], f["n_galaxies"][()], f["seeds"][()], f["status"][()],
-                       f["bin_edges"][()], opt("split"), opt("orientation_stats"), attrs)
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {}
+            for key, value in f.attrs.items():
+                if isinstance(value, bytes):
+                    value = value.decode()
+                if key in JSON_ATTRS:
+                    value = json.loads(value)
+                elif isinstance(value, np.generic):
+                    value = value.item()
+                attrs[key] = value
+            missing = [k for k in REQUIRED_ARRAYS if k not in f]
+            if missing:
+                raise DatasetFileError(f"dataset file {path} lacks the array(s) {missing}: not a complete dataset "
+                                       f"file (expected {list(REQUIRED_ARRAYS)})")
+            arrays = {k: f[k][()] for k in (*REQUIRED_ARRAYS, "split", "orientation_stats") if k in f}
+    except DatasetFileError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # truncated, not HDF5, a failed chunk checksum
+        raise DatasetFileError(f"dataset file {path} cannot be read ({type(exc).__name__}: {exc}); it is damaged "
+                               "or not an HDF5 dataset file") from None
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    for key in ("param_names", "statistics"):
+        if key not in attrs:
+            raise DatasetFileError(f"dataset file {path} lacks the attribute {key!r}")
+    if tuple(attrs["param_names"]) != PARAM_NAMES:
+        raise ValueError(f"{path}: parameter order {attrs['param_names']} differs from {list(PARAM_NAMES)}")
+    if tuple(attrs["statistics"]) != STATISTICS:
+        raise ValueError(f"{path}: statistics {attrs['statistics']} differ from {list(STATISTICS)}")
+    try:
+        return Dataset(arrays["params"], arrays["stats"], arrays["n_galaxies"], arrays["seeds"], arrays["status"],
+                       arrays["bin_edges"], arrays.get("split"), arrays.get("orientation_stats"), attrs)
+    except ValueError as exc:
+        raise DatasetFileError(f"dataset file {path}: {exc}") from None
