@@ -140,3 +140,32 @@ def test_retired_files_are_documented_with_their_commit_and_sha256():
         assert rec["commit"] in row and rec["sha256"] in row and f"`{datafiles.restore_command(name)}`" in row
     for name, digest in datafiles.recorded_files().items():
         assert digest in readme and name in readme
+
+
+def test_installed_wheel_runs_the_shipped_fits_from_another_directory(wheel, tmp_path):
+    """Installed from the wheel (not editable), with the shipped yamls copied to a folder outside the repository:
+    the minimizer finds the sample-1 best fit (chi2 33.5 at mu_cen 0.763, mu_sat 0.300) and writes its output."""
+    target, work = tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                          str(wheel)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    shutil.copy(ROOT / "yaml" / "iaemu_tng_minimize.yaml", work)
+    script = """
+import sys, iaemu_theory
+from pathlib import Path
+from cobaya.run import run
+from cobaya.yaml import yaml_load_file
+assert Path(iaemu_theory.__file__).is_relative_to(sys.argv[1]), iaemu_theory.__file__
+_, sampler = run(yaml_load_file("iaemu_tng_minimize.yaml"))
+best = sampler.products()["minimum"]
+print("BEST", best["chi2"], best["mu_cen"], best["mu_sat"])
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "IAEMU_ARTIFACT")}
+    env["PYTHONPATH"] = str(target)
+    run = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, cwd=work,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    chi2, mu_cen, mu_sat = (float(v) for v in run.stdout.split("BEST")[-1].split())
+    assert chi2 <= 33.6 and abs(mu_cen - 0.763) < 0.005 and abs(mu_sat - 0.300) < 0.005
+    assert (work / "chains" / "iaemu_tng_minimize.minimum.txt").is_file()
