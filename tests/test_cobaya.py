@@ -407,3 +407,75 @@ def test_iaemu_plot_triangle_and_ppd(artifact, tmp_path, monkeypatch):
                                                                                "logMmin": 12.0}
     with pytest.raises(SystemExit):
         plotting.main([str(tmp_path / "missing")])
+
+
+# ---------------------------------------------------------------- options validated, domain guards
+
+@pytest.mark.parametrize("theory_opts,like_opts,message", [
+    ({"mc_passes": 0.5}, {}, "mc_passes=0.5"),
+    ({"mc_passes": 2.7}, {}, "mc_passes=2.7"),
+    ({"threads": 0}, {}, "threads=0"),
+    ({"device": "meta"}, {}, "device='meta'"),
+    ({"dtype": "float16"}, {}, "dtype='float16'"),
+    ({"outside_domain": "clamp"}, {}, "outside_domain='clamp'"),
+    ({}, {"statistics": ["omegaa"]}, "statistics=\\['omegaa'\\]: 'omegaa' .*\\['xi', 'omega', 'eta'\\]"),
+    ({}, {"statistics": []}, "statistics=\\[\\]: expected a non-empty"),
+    ({}, {"r_min": {"omegaa": 1.0}}, "r_min=.*key 'omegaa' is not one of"),
+    ({}, {"r_max": -3}, "r_max=-3"),
+    ({}, {"emulator_aleatoric": float("inf")}, "emulator_aleatoric=inf"),
+    ({}, {"emulator_aleatoric": float("nan")}, "emulator_aleatoric=nan"),
+    ({}, {"emulator_epistemic": "yes"}, "emulator_epistemic='yes'"),
+    ({}, {"sample": True}, "sample=True"),
+    ({}, {"sample": 4}, "sample=4: expected one of \\[1, 2, 3\\]"),
+    ({}, {"n_subvolumes": 2.7}, "n_subvolumes=2.7"),
+], ids=lambda v: str(v)[:40])
+def test_bad_options_are_clear_errors(artifact, theory_opts, like_opts, message):
+    with pytest.raises(LoggedError, match=message):
+        tng_model(artifact, theory_opts=theory_opts, like_opts=like_opts)
+
+
+def test_bad_data_files_are_refused(artifact, emulator, tmp_path):
+    data = write_data(tmp_path, emulator)
+    rows = (tmp_path / "data.txt").read_text().splitlines()
+    stat, r, value, err = rows[1].split()
+    (tmp_path / "neg.txt").write_text("\n".join([rows[0], f"{stat} {r} {value} -{err}"] + rows[2:]) + "\n")
+    with pytest.raises(LoggedError, match="neg.txt:2: ERR must be a finite standard deviation > 0"):
+        corr_model(artifact, str(tmp_path / "neg.txt"))
+    n = emulator.r.size
+    cov = np.eye(n) * 1e-4
+    cov[0, 1] = cov[1, 0] = 1e-4 * (1 - 1e-13)          # two bins correlated to 1 - 1e-13
+    np.savetxt(tmp_path / "cov.txt", cov)
+    with pytest.raises(LoggedError, match="numerically singular.*condition number"):
+        corr_model(artifact, data, like_opts={"cov_file": str(tmp_path / "cov.txt")})
+    (tmp_path / "ragged.txt").write_text("1 0\n0\n")
+    with pytest.raises(LoggedError, match="ragged.txt"):
+        corr_model(artifact, data, like_opts={"cov_file": str(tmp_path / "ragged.txt")})
+
+
+def test_priors_and_refs_outside_the_domain(artifact, caplog):
+    info = {"theory": {"iaemu_theory.IAEmu": {"artifact": artifact}},
+            "likelihood": {"tng": {"class": "iaemu_theory.TNG300Likelihood", "sample": 1}},
+            "params": {"mu_cen": {"prior": {"min": -2.0, "max": 1.0}, "ref": 0.5}}}
+    with caplog.at_level(logging.WARNING):
+        get_model(info)
+    warned = [r.getMessage() for r in caplog.records if "reaches outside" in r.getMessage()]
+    assert len(warned) == 1 and "mu_cen, [-2, 1]" in warned[0] and "[-1, 1]" in warned[0]
+    info["params"]["mu_cen"] = {"prior": {"min": 1.5, "max": 3.0}}
+    with pytest.raises(LoggedError, match="prior of mu_cen, \\[1.5, 3\\], lies wholly outside"):
+        get_model(info)
+    info["params"]["mu_cen"] = {"prior": {"min": -1.0, "max": 1.0}, "ref": {"dist": "norm", "loc": 1.5, "scale": 0.1}}
+    with pytest.raises(LoggedError, match="reference .* of mu_cen, 1.5, lies outside"):
+        get_model(info)
+
+
+def test_extrapolate_follows_the_hod_but_not_mu_beyond_one(artifact, emulator, tmp_path):
+    """extrapolate: the likelihood keeps varying with an HOD parameter outside the domain (no plateau), while
+    |mu| > 1, where halotools-IA's alignment model is undefined, always gets zero likelihood."""
+    data = write_data(tmp_path, emulator)
+    params = {**fixed(INSIDE), "logMmin": {"prior": {"min": 10.0, "max": 15.0}},
+              "mu_cen": {"prior": {"min": -3.0, "max": 3.0}}}
+    model = corr_model(artifact, data, theory_opts={"outside_domain": "extrapolate"}, params=params)
+    lp = [model.logposterior({"logMmin": m, "mu_cen": 0.5}).logpost for m in (14.0, 14.5, 15.0)]
+    assert np.all(np.isfinite(lp)) and len(set(lp)) == 3
+    for mu in (1.5, 2.0, -1.5):
+        assert model.logposterior({"logMmin": INSIDE["logMmin"], "mu_cen": mu}).logpost == -np.inf

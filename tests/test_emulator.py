@@ -1,6 +1,7 @@
 """The emulator core: artifact safety, input handling, back-transforms, MC dropout, gradients."""
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -353,3 +354,82 @@ def test_random_artifact_options(tmp_path):
         e.predict(dom.from_unit(np.full((1, 7), 0.5)), statistics="xi")
     t = e.predict_torch(torch.tensor(dom.from_unit(np.full((2, 7), 0.5))), mc_passes=3, seed=0)
     np.testing.assert_allclose(t["omega_epistemic_var"].numpy(), out["omega_epistemic_var"], rtol=1e-5)
+
+
+# ------------------------------------------------------------------ threads, domain flag, large batches
+def test_predictions_from_eight_threads_equal_the_serial_ones(tiny_path):
+    """Plain and MC-dropout predictions made concurrently from 8 threads equal their serial answers exactly:
+    MC passes never switch the shared network's mode and draw from a generator private to each call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    e = Emulator.load(tiny_path, device="cpu")
+    pts = e.domain.from_unit(np.random.default_rng(3).random((16, 7)))
+    calls = [(i % 16, 0 if i % 2 else 6, i % 5) for i in range(160)]
+
+    def one(call):
+        row, passes, seed = call
+        return e.predict(pts[row], mc_passes=passes, seed=seed if passes else None)
+
+    serial = [one(c) for c in calls]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(one, calls))
+    for call, a, b in zip(calls, serial, parallel):
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{call}: {k}")
+        if call[1]:
+            assert np.all(b["omega_epistemic_var"] > 0)
+
+
+def test_predict_flags_points_outside_the_domain(emu, points):
+    outside = points[:3].copy()
+    outside[1, PARAM_NAMES.index("logMmin")] = 14.5
+    with pytest.warns(emulator_mod.DomainWarning, match="1 of 3 point.*row 1: logMmin=14.5") as record:
+        out = emu.predict(outside)
+    assert len(record) == 1
+    np.testing.assert_array_equal(out["inside"], [True, False, True])
+    with pytest.raises(ValueError, match="outside the emulator's training domain"):
+        emu.predict(outside, outside="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emu.predict(outside, outside="ignore")
+        emu.predict(points)
+    with pytest.raises(ValueError, match="outside="):
+        emu.predict(points, outside="clamp")
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("mu_cen", 1.5, "mu_cen=1.5 .*physical range \\[-1, 1\\]"),
+    ("sigma_logM", 0.0, "sigma_logM=0.0 .*physical range \\(0, inf\\)"),
+    ("alpha", -0.1, "alpha=-0.1"),
+])
+def test_physically_invalid_points_are_refused(emu, points, name, value, message):
+    bad = points[:2].copy()
+    bad[1, PARAM_NAMES.index(name)] = value
+    with pytest.raises(ValueError, match=message):
+        emu.predict(bad)
+
+
+def test_non_real_and_fractional_inputs_are_refused(emu, points):
+    with pytest.raises(TypeError, match="complex"):
+        emu.predict(points[:2] + 0j)
+    with pytest.raises(TypeError, match="complex"):
+        emu.predict_torch(torch.tensor(points[:2] + 1j))
+    with pytest.raises(ValueError, match="not finite"):
+        emu.predict_torch(torch.tensor([[np.nan] * 7]))
+    for passes in (0.5, 2.7, True, "3"):
+        with pytest.raises(ValueError, match="mc_passes"):
+            emu.predict(points[:1], mc_passes=passes)
+    assert "omega_epistemic_var" in emu.predict(points[:1], mc_passes=3.0, seed=0)
+
+
+def test_blocked_prediction_equals_one_block(tiny_path, points):
+    """Large batches run in blocks of max_rows points; the answer, MC passes included, does not depend on it."""
+    e = Emulator.load(tiny_path, device="cpu")
+    many = e.domain.from_unit(np.random.default_rng(4).random((300, 7)))
+    e.max_rows = 4096
+    ref = e.predict(many, mc_passes=20, seed=2)
+    e.max_rows = 7
+    out = e.predict(many, mc_passes=20, seed=2)
+    for k in ref:
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-6, err_msg=k)
