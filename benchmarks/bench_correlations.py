@@ -1,4 +1,4 @@
-"""Benchmark: the fused engine (training.correlations) against halotools' tpcf + ed_3d + ee_3d.
+"""Benchmark: the fused engine (training.mocks.correlations) against halotools' tpcf + ed_3d + ee_3d.
 
 For each catalogue size, builds clustered, aligned mock catalogues in a periodic box and times
   - halotools' three calls per realisation (new positions and orientations each time),
@@ -86,7 +86,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from training.correlations import PairGeometry, measure_correlations
+    from training.mocks.correlations import PairGeometry, measure_correlations
 
     import numba
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import platform
 import zipfile
@@ -30,6 +29,7 @@ import torch
 
 from .conventions import ALIGNMENT_COLUMNS, BIN_EDGES, PARAM_NAMES, STATISTICS
 from .domain import Domain
+from .fileio import atomic_path
 from .network import IAEmuNetwork, NetworkConfig
 
 FORMAT_NAME = "iaemu-emulator-artifact"
@@ -136,9 +136,8 @@ def save_artifact(path, art: Artifact) -> Path:
         "metadata_json": json.dumps(art.metadata(), sort_keys=True),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     art.path = path
     return path
 

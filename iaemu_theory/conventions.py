@@ -126,3 +126,22 @@ def parse_params(text: str) -> dict[str, float]:
         key, value = (s.strip() for s in item.split("=", 1))
         out[key] = value
     return validate_params(out)
+
+
+def statistics_list(value, allowed=STATISTICS, option: str = "statistics") -> list[str]:
+    """A `statistics` option as a list: one name or a sequence of names, each in `allowed`, none twice.
+
+    The one place the option is read (the emulator, the likelihoods, the plotting command); ValueError
+    names the bad value and what was expected.
+    """
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, str) for v in items):
+        raise ValueError(f"{option}={value!r}: expected a non-empty subset of {list(allowed)}")
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise ValueError(f"{option}={value!r}: {', '.join(repr(b) for b in bad)} {'is' if len(bad) == 1 else 'are'} "
+                         f"not available; expected a non-empty subset of {list(allowed)}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"{option}={value!r} lists a statistic twice")
+    return list(items)
+

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .conventions import PARAM_NAMES
+from .conventions import ALIGNMENT_PARAMS, PARAM_NAMES
 
 #: The authors' linear fits in x = logMmin: name -> (slope, intercept, rmse).
 REALISTIC_BANDS: dict[str, tuple[float, float, float]] = {
@@ -59,7 +59,7 @@ class Domain:
         p = _as_array(params)
         x = p[:, PARAM_NAMES.index("logMmin")]
         ok = (x >= self.logMmin_range[0] - tol) & (x <= self.logMmin_range[1] + tol)
-        for name in ("mu_cen", "mu_sat"):
+        for name in ALIGNMENT_PARAMS:
             v = p[:, PARAM_NAMES.index(name)]
             ok &= (v >= self.mu_range[0] - tol) & (v <= self.mu_range[1] + tol)
         for name in self.bands:
@@ -77,7 +77,7 @@ class Domain:
         lo, hi = self.logMmin_range
         if not lo <= x <= hi:
             reasons.append(f"logMmin={x:g} outside [{lo:g}, {hi:g}]")
-        for name in ("mu_cen", "mu_sat"):
+        for name in ALIGNMENT_PARAMS:
             v = p[PARAM_NAMES.index(name)]
             if not self.mu_range[0] <= v <= self.mu_range[1]:
                 reasons.append(f"{name}={v:g} outside [{self.mu_range[0]:g}, {self.mu_range[1]:g}]")
@@ -94,7 +94,7 @@ class Domain:
         out = np.empty_like(u)
         x = self.logMmin_range[0] + u[:, PARAM_NAMES.index("logMmin")] * (self.logMmin_range[1] - self.logMmin_range[0])
         out[:, PARAM_NAMES.index("logMmin")] = x
-        for name in ("mu_cen", "mu_sat"):
+        for name in ALIGNMENT_PARAMS:
             j = PARAM_NAMES.index(name)
             out[:, j] = self.mu_range[0] + u[:, j] * (self.mu_range[1] - self.mu_range[0])
         for name in self.bands:

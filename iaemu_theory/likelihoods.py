@@ -31,7 +31,7 @@ import numpy as np
 from cobaya.likelihood import Likelihood
 from cobaya.log import LoggedError
 
-from .conventions import HOD_PARAMS, PARAM_LATEX, PARAM_NAMES, STATISTICS
+from .conventions import HOD_PARAMS, PARAM_LATEX, PARAM_NAMES, STATISTICS, statistics_list
 
 _CORRECTIONS = ("none", "hartlap", "sellentin-heavens")
 #: Largest condition number accepted for the data's correlation matrix (a scale-free measure of degeneracy);
@@ -142,20 +142,13 @@ class _IALikelihood(Likelihood):
         return False
 
     def _statistics_option(self, value) -> list[str] | None:
-        """The `statistics` option as a list (None: every statistic the data hold); the one place it is read."""
+        """The `statistics` option as a list (None: every statistic the data hold), read by `statistics_list`."""
         if value is None:
             return None
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, str) for v in items):
-            raise LoggedError(self.log, "option statistics=%r: expected a non-empty list drawn from %s", value,
-                              list(STATISTICS))
-        bad = [v for v in items if v not in STATISTICS]
-        if bad:
-            raise LoggedError(self.log, "option statistics=%r: %s not one of %s", value,
-                              ", ".join(repr(b) for b in bad) + (" is" if len(bad) == 1 else " are"), list(STATISTICS))
-        if len(set(items)) != len(items):
-            raise LoggedError(self.log, "option statistics=%r lists a statistic twice", value)
-        return list(items)
+        try:
+            return statistics_list(value, option="option statistics")
+        except ValueError as exc:
+            raise LoggedError(self.log, "%s", exc) from None
 
     def _check_scale_cut(self, option: str, value):
         """r_min / r_max: null, a number > 0, or a mapping from statistics to numbers (or null)."""
@@ -324,57 +317,70 @@ class _IALikelihood(Likelihood):
             raise LoggedError(self.log, "Sellentin-Heavens needs n_subvolumes >= 2, got %d", nsub)
         self.n_subvolumes = nsub
 
-    # ---- numpy log-likelihood (Cobaya) ---------------------------------------------------------------
+    # ---- the log-likelihood: one implementation, numpy (Cobaya) or float64 torch (differentiable) -------------
+
+    def _model_and_cov_blocks(self, ops, predictions, batch: int, with_cov: bool = True):
+        """Model vector (batch, p) and, with emulator variances, the covariance blocks [(batch, k, k)] per statistic."""
+        model_parts, cov_blocks = [], []
+        for (stat, r, _), w, (j, t) in zip(self.blocks, self.interp, self.nodes):
+            w = ops.asarray(w)
+            y = predictions[stat]
+            m = _log_interpolate(y, ops.index(j), ops.asarray(t)) if stat in _LOG_INTERPOLATED else y @ w.T
+            model_parts.append(m)
+            if with_cov and self._variable_cov:
+                var = 0.0 * y
+                if self.emulator_aleatoric > 0:
+                    var = var + self.emulator_aleatoric * predictions[f"{stat}_aleatoric_var"]
+                if self.emulator_epistemic:
+                    var = var + predictions[f"{stat}_epistemic_var"]
+                jac = ops.expand(w, batch)
+                if stat in _LOG_INTERPOLATED:
+                    jac = m[:, :, None] * jac / y[:, None, :]
+                cov_blocks.append((jac * var[:, None, :]) @ ops.transpose(jac))
+        return ops.cat(model_parts), cov_blocks
+
+    def _loglike(self, ops, predictions, batch: int):
+        """log L (batch,) from predictions {stat: (batch, 20), '<stat>_aleatoric_var': ...} in `ops`' arrays."""
+        model_vec, cov_blocks = self._model_and_cov_blocks(ops, predictions, batch)
+        res = ops.asarray(self.data_vector) - model_vec
+        if not self._variable_cov:
+            chi2 = ((res @ ops.asarray(self.precision_data)) * res).sum(-1)
+            logdet = 0.0 * chi2
+        else:
+            cov = ops.copy(ops.expand(ops.asarray(self.cov_data), batch))
+            start = 0
+            for block in cov_blocks:
+                k = block.shape[-1]
+                cov[:, start:start + k, start:start + k] = cov[:, start:start + k, start:start + k] + block
+                start += k
+            chol = ops.cholesky(cov)
+            z = ops.solve_lower(chol, res)
+            chi2 = (z * z).sum(-1)
+            logdet = 2.0 * ops.log(ops.diagonal(chol)).sum(-1) - self._logdet_data
+        if self.covariance_correction == "sellentin-heavens":
+            n = self.n_subvolumes
+            return -0.5 * n * ops.log1p(chi2 / (n - 1.0)) - 0.5 * logdet
+        return -0.5 * self._hartlap * chi2 - 0.5 * logdet
 
     def model_vector(self, predictions: Mapping[str, np.ndarray]) -> np.ndarray:
         """The emulator prediction at the data radii, concatenated like the data vector."""
-        parts = []
-        for (stat, _, _), w, (j, t) in zip(self.blocks, self.interp, self.nodes):
-            y = np.asarray(predictions[stat], dtype=float)
-            parts.append(_log_interpolate(y, j, t) if stat in _LOG_INTERPOLATED else w @ y)
-        return np.concatenate(parts)
+        batched = {k: np.asarray(predictions[k], dtype=float)[None] for k, _, _ in self.blocks}
+        return self._model_and_cov_blocks(_NUMPY, batched, 1, with_cov=False)[0][0]
 
-    def _emulator_cov(self, predictions, model_vec):
-        """Emulator covariance at the data radii (block diagonal over statistics)."""
-        n = model_vec.size
-        cov = np.zeros((n, n))
-        start = 0
-        for (stat, r, _), w in zip(self.blocks, self.interp):
-            var = np.zeros(w.shape[1])
-            if self.emulator_aleatoric > 0:
-                var = var + self.emulator_aleatoric * np.asarray(predictions[f"{stat}_aleatoric_var"])
-            if self.emulator_epistemic:
-                var = var + np.asarray(predictions[f"{stat}_epistemic_var"])
-            jac = w
-            if stat in _LOG_INTERPOLATED:
-                jac = model_vec[start:start + r.size, None] * w / np.asarray(predictions[stat])[None, :]
-            cov[start:start + r.size, start:start + r.size] = (jac * var) @ jac.T
-            start += r.size
-        return cov
+    def _variances(self, predictions):
+        names = [f"{s}_aleatoric_var" for s, _, _ in self.blocks if self.emulator_aleatoric > 0]
+        names += [f"{s}_epistemic_var" for s, _, _ in self.blocks if self.emulator_epistemic]
+        return {n: np.asarray(predictions[n], dtype=float)[None] for n in names}
 
     def loglike_from_predictions(self, predictions: Mapping[str, np.ndarray]) -> float:
         """log L from emulator predictions at its centres: {stat: (20,), '<stat>_aleatoric_var': ...}."""
-        model_vec = self.model_vector(predictions)
-        res = self.data_vector - model_vec
-        if not self._variable_cov:
-            chi2 = float(res @ self.precision_data @ res)
-            logdet = 0.0
-        else:
-            cov = self.cov_data + self._emulator_cov(predictions, model_vec)
-            try:
-                chol = np.linalg.cholesky(cov)
-            except np.linalg.LinAlgError:
-                return -np.inf
-            z = np.linalg.solve(chol, res)
-            chi2 = float(z @ z)
-            logdet = 2.0 * np.sum(np.log(np.diag(chol))) - self._logdet_data
-        return self._combine(chi2, logdet)
-
-    def _combine(self, chi2, logdet):
-        if self.covariance_correction == "sellentin-heavens":
-            n = self.n_subvolumes
-            return -0.5 * n * _log1p(chi2 / (n - 1.0)) - 0.5 * logdet
-        return -0.5 * self._hartlap * chi2 - 0.5 * logdet
+        batched = {k: np.asarray(predictions[k], dtype=float)[None] for k, _, _ in self.blocks}
+        if self._variable_cov:
+            batched.update(self._variances(predictions))
+        try:
+            return float(self._loglike(_NUMPY, batched, 1)[0])
+        except np.linalg.LinAlgError:  # the covariance is not positive definite at this point
+            return -np.inf
 
     def logp(self, **params_values):
         predictions = {}
@@ -385,8 +391,6 @@ class _IALikelihood(Likelihood):
             if self.emulator_epistemic:
                 predictions[f"{stat}_epistemic_var"] = self.provider.get_result(f"{stat}_epistemic_var{self.suffix}")
         return self.loglike_from_predictions(predictions)
-
-    # ---- differentiable float64 torch log-likelihood -------------------------------------------------
 
     def loglike_torch(self, params):
         """log L as a float64 torch tensor (n,), differentiable w.r.t. the parameters.
@@ -400,56 +404,88 @@ class _IALikelihood(Likelihood):
         if self._theory is None:
             raise RuntimeError("loglike_torch needs the likelihood inside an initialised Cobaya model")
         x = self._theory.params_tensor(params)
-        want = list(dict.fromkeys(self.stats))
         if self.emulator_epistemic:
             raise NotImplementedError("the epistemic variance (Monte Carlo dropout) is random, so not differentiable; "
                                       "set emulator_epistemic: false for gradient-based sampling")
-        pred = self._theory.predict_torch(x, statistics=want)
-        model_parts, cov_blocks = [], []
-        for (stat, r, _), w, (j, t) in zip(self.blocks, self.interp, self.nodes):
-            wt = torch.as_tensor(w, dtype=torch.float64)
-            y = pred[stat]
-            if stat in _LOG_INTERPOLATED:
-                m = _log_interpolate(y, torch.as_tensor(j), torch.as_tensor(t, dtype=torch.float64))
-            else:
-                m = y @ wt.T
-            model_parts.append(m)
-            if self.emulator_aleatoric > 0:
-                var = self.emulator_aleatoric * pred[f"{stat}_aleatoric_var"]
-                jac = wt.expand(x.shape[0], *wt.shape)
-                if stat in _LOG_INTERPOLATED:
-                    jac = m[:, :, None] * jac / y[:, None, :]
-                cov_blocks.append((jac * var[:, None, :]) @ jac.transpose(1, 2))
-        model_vec = torch.cat(model_parts, dim=-1)
-        res = torch.as_tensor(self.data_vector, dtype=torch.float64) - model_vec
-        if not self._variable_cov:
-            prec = torch.as_tensor(self.precision_data, dtype=torch.float64)
-            chi2 = ((res @ prec) * res).sum(-1)
-            logdet = torch.zeros_like(chi2)
-        else:
-            cov = torch.as_tensor(self.cov_data, dtype=torch.float64).expand(x.shape[0], *self.cov_data.shape).clone()
-            start = 0
-            for block in cov_blocks:
-                k = block.shape[-1]
-                cov[:, start:start + k, start:start + k] = cov[:, start:start + k, start:start + k] + block
-                start += k
-            chol = torch.linalg.cholesky(cov)
-            z = torch.linalg.solve_triangular(chol, res[:, :, None], upper=False)[:, :, 0]
-            chi2 = (z * z).sum(-1)
-            logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1) - self._logdet_data
-        if self.covariance_correction == "sellentin-heavens":
-            n = self.n_subvolumes
-            logl = -0.5 * n * torch.log1p(chi2 / (n - 1.0)) - 0.5 * logdet
-        else:
-            logl = -0.5 * self._hartlap * chi2 - 0.5 * logdet
+        pred = self._theory.predict_torch(x, statistics=list(dict.fromkeys(self.stats)))
+        logl = self._loglike(_torch_ops(), pred, x.shape[0])
         if self._theory.outside_domain == "zero":
             inside = torch.as_tensor(self._theory.inside_torch(x))
             logl = torch.where(inside, logl, torch.full_like(logl, -np.inf))
         return logl
 
 
-def _log1p(x: float) -> float:
-    return float(np.log1p(x))
+class _NumpyOps:
+    """The array operations `_IALikelihood._loglike` needs, on numpy float64 arrays."""
+
+    asarray = staticmethod(lambda a: np.asarray(a, dtype=np.float64))
+    index = staticmethod(np.asarray)
+    cat = staticmethod(lambda parts: np.concatenate(parts, axis=-1))
+    expand = staticmethod(lambda a, n: np.broadcast_to(a, (n, *a.shape)))
+    transpose = staticmethod(lambda a: np.swapaxes(a, -1, -2))
+    copy = staticmethod(np.array)
+    cholesky = staticmethod(np.linalg.cholesky)
+    diagonal = staticmethod(lambda a: np.diagonal(a, axis1=-2, axis2=-1))
+    log = staticmethod(np.log)
+    log1p = staticmethod(np.log1p)
+
+    @staticmethod
+    def solve_lower(chol, b):
+        from scipy.linalg import solve_triangular
+
+        return np.stack([solve_triangular(c, v, lower=True) for c, v in zip(chol, b)])
+
+
+class _TorchOps:
+    """The same operations on float64 torch tensors (differentiable)."""
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def asarray(self, a):
+        return self.torch.as_tensor(a, dtype=self.torch.float64)
+
+    def index(self, a):
+        return self.torch.as_tensor(a)
+
+    def cat(self, parts):
+        return self.torch.cat(parts, dim=-1)
+
+    def expand(self, a, n):
+        return a.expand(n, *a.shape)
+
+    def transpose(self, a):
+        return a.transpose(-1, -2)
+
+    def copy(self, a):
+        return a.clone()
+
+    def cholesky(self, a):
+        return self.torch.linalg.cholesky(a)
+
+    def diagonal(self, a):
+        return self.torch.diagonal(a, dim1=-2, dim2=-1)
+
+    def log(self, a):
+        return self.torch.log(a)
+
+    def log1p(self, a):
+        return self.torch.log1p(a)
+
+    def solve_lower(self, chol, b):
+        return self.torch.linalg.solve_triangular(chol, b[:, :, None], upper=False)[:, :, 0]
+
+
+_NUMPY = _NumpyOps()
+_TORCH: list = []
+
+
+def _torch_ops() -> _TorchOps:
+    if not _TORCH:
+        _TORCH.append(_TorchOps())
+    return _TORCH[0]
 
 
 class IACorrelationLikelihood(_IALikelihood):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import PARAM_NAMES
+from .conventions import PARAM_NAMES, statistics_list
 
 _OUR_LIKELIHOODS = ("TNG300Likelihood", "IACorrelationLikelihood")
 
@@ -52,9 +52,6 @@ def sampled_names(samples) -> list[str]:
 
 def triangle_plot(prefixes, out: str, markers=None, burn_in: float = 0.3) -> list[str]:
     """Triangle plot of the chains' common sampled parameters; returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from getdist import plots
 
     samples = [load_chain(p, burn_in) for p in prefixes]
@@ -127,8 +124,7 @@ def _ppd_panels(prefix: str, n_draws: int, burn_in: float, seed: int):
                 if not isinstance(value, (int, float)):
                     raise ValueError(f"{prefix}: parameter {cname} is neither in the chain nor fixed")
                 x[:, j] = value
-        stats = like.get("statistics") or ["omega"]
-        stats = [stats] if isinstance(stats, str) else list(stats)
+        stats = statistics_list(like.get("statistics") or ["omega"], option=f"{prefix}: likelihood option statistics")
         pred = emu.predict(x, statistics=stats)
         for stat in stats:
             if kind == "TNG300Likelihood":
@@ -147,9 +143,6 @@ def _ppd_panels(prefix: str, n_draws: int, burn_in: float, seed: int):
 
 def ppd_plot(prefixes, out: str, n_draws: int = 300, burn_in: float = 0.3, seed: int = 0) -> list[str]:
     """Data vs the posterior-predictive band of the emulator mean; returns the files written ([] if no panel)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [p for prefix in prefixes for p in _ppd_panels(prefix, n_draws, burn_in, seed)]
@@ -192,6 +185,9 @@ def main(argv=None) -> int:
     parser.add_argument("--burn-in", type=float, default=0.3, help="fraction of each chain dropped (default 0.3)")
     parser.add_argument("--draws", type=int, default=300, help="posterior draws for the predictive band")
     parser.add_argument("--no-ppd", action="store_true", help="skip the posterior-predictive figure")
+    import matplotlib
+
+    matplotlib.use("Agg")  # a command: figures go to files, never to a window
     args = parser.parse_args(argv)
     try:
         markers = parse_markers(args.markers)

@@ -21,8 +21,8 @@ import numpy as np
 
 from iaemu_theory.conventions import BIN_CENTRES, STATISTICS
 from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS, load_bolplanck_reference
-from training.validate import (AlignmentSurface, _node_path, logpost_on, mock_likelihood, node_grid, posterior_moments,
-                               zoom_grid)
+from training.emulator.validation import (AlignmentSurface, node_path, logpost_on, mock_likelihood, node_grid, posterior_moments,
+                                          zoom_grid)
 
 R_MIN_CUT = 0.3
 
@@ -34,7 +34,7 @@ def load_surface(work: Path, grid: int = 11) -> AlignmentSurface:
     means = []
     for i in range(grid):
         for j in range(grid):
-            path = _node_path(work, (i, j))
+            path = node_path(work, (i, j))
             if not path.exists():
                 raise SystemExit(f"{path} is missing: run iaemu-validate with --grid {grid} --work {work} first")
             with np.load(path) as d:

@@ -1,6 +1,6 @@
 """Try variants of a halo model version on the default simulation, without defining them in MODELS.
 
-Each variant is a base version's spec with KEY=VALUE overrides (keys of training.nbody.halos.MODELS entries, e.g.
+Each variant is a base version's spec with KEY=VALUE overrides (keys of training.catalogs.nbody.halos.MODELS entries, e.g.
 site_radius=1.0 site_mass_fsub=0.2). It is built from the z = 0 particles of the build folder (a first build runs
 the simulation, 11-15 minutes on one core; each variant then takes about a minute), written to OUTDIR, and measured
 against the Bolshoi-Planck mocks below 0.3 Mpc/h with scripts/small_scale_check.py's pooled seeds.
@@ -12,33 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from small_scale_check import pooled_small_scales  # noqa: E402
-
-from training.nbody import halos  # noqa: E402
-from training.nbody.catalog import build_catalog  # noqa: E402
+from training.catalogs.nbody import halos
+from training.catalogs.nbody.catalog import build_catalog
+from training.mocks.catalog_validation import pooled_small_scales
 
 #: Variants get version numbers from here up, for this process only (their catalog ids say "-v<N>").
 FIRST_VARIANT = 100
-
-
-def parse_overrides(text: str, base: dict) -> dict:
-    """'k=v,k2=v2' -> the base spec with those keys replaced (values parsed as JSON: numbers, true/false); the keys
-    are those that any MODELS entry uses."""
-    known = set().union(*halos.MODELS.values())
-    spec = dict(base)
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"variant item {item!r}: expected KEY=VALUE")
-        if key not in known:
-            raise ValueError(f"variant key {key!r}: expected one of {sorted(known)}")
-        spec[key] = json.loads(value)
-    return spec
 
 
 def main(argv=None) -> int:
@@ -56,13 +38,13 @@ def main(argv=None) -> int:
     out = {}
     for i, text in enumerate(args.variant):
         version = FIRST_VARIANT + i
-        halos.MODELS[version] = parse_overrides(text, base)
+        halos.MODELS[version] = base.variant(text, version)
         t0 = time.perf_counter()
         path = build_catalog("default", model=version, out=Path(args.outdir) / f"variant_{version}.npz",
                              cache_dir=args.cache_dir, progress=False)
         build_s = time.perf_counter() - t0
         res = pooled_small_scales(str(path), args.seeds, args.realisations)
-        res.update(base=args.base, overrides=text, spec=halos.MODELS[version], build_s=round(build_s, 1))
+        res.update(base=args.base, overrides=text, spec=halos.MODELS[version].to_dict(), build_s=round(build_s, 1))
         out[text] = res
         print(f"v{args.base} + {text}: omega (ours - ref)/err below 0.3 Mpc/h "
               + ", ".join(f"{v:+.2f}" for v in res["omega_below_0.3_pooled"])

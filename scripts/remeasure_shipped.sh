@@ -1,6 +1,6 @@
 #!/bin/bash
 # Re-measure everything in docs/results/ that depends on the shipped emulator, after a new artifact has been installed at
-# iaemu_theory/artifacts/iaemu_default.pt (and, for a new halo model, DEFAULT_MODEL set in training/nbody/halos.py).
+# iaemu_theory/artifacts/iaemu_default.pt (and, for a new halo model, DEFAULT_MODEL set in training/catalogs/nbody/halos.py).
 #
 #   scripts/remeasure_shipped.sh DATASET NODES LOGDIR
 #
@@ -53,7 +53,7 @@ PY
 mock_stream() {
   for s in 1 2 3; do
     step "validation against halotools-IA, sample $s (nodes in $nodes$s)"
-    python -m training.validate --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs/results --no-progress \
+    python -m training.emulator.validation --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs/results --no-progress \
       > "$logs/validate_$s.log" 2>&1
   done
 

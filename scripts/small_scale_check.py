@@ -12,42 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
-
-import numpy as np
-
-from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS
-from training.catalogs import load_catalog
-from training.mocks import IAMockModel
-from training.nbody.validate import realism_numbers
 
 
-def pooled_small_scales(catalog: str, seeds, realisations: int) -> dict:
-    """Per-seed and pooled realism numbers of omega for one catalog (name or path)."""
-    cat = load_catalog(catalog)
-    model = IAMockModel(cat)
-    params = dict(BOLPLANCK_REFERENCE_PARAMS)
-    t0 = time.perf_counter()
-    means, per_seed = [], []
-    for seed in seeds:
-        mean = model.measure(params, seed=int(seed), n_realisations=realisations).mean()
-        means.append(mean)
-        per_seed.append(realism_numbers(mean)["omega"]["dev_over_err_below_0.3"])
-    pooled = realism_numbers(np.mean(means, axis=0))
-    omega = pooled["omega"]
-    per_seed = np.asarray(per_seed)
-    return {
-        "catalog_id": str(cat.catalog_id), "seeds": [int(s) for s in seeds], "realisations_per_seed": realisations,
-        "omega_below_0.3_pooled": omega["dev_over_err_below_0.3"],
-        "omega_below_0.3_per_seed": per_seed.tolist(),
-        "omega_below_0.3_seed_std": per_seed.std(axis=0, ddof=1).tolist() if len(seeds) > 1 else None,
-        "omega_ratio_below_0.3_pooled": omega["ratio_below_0.3"],
-        "xi_ratio_below_0.3_pooled": pooled["xi"]["ratio_below_0.3"],
-        "omega_median_0.3_14": omega["median_abs_dev_over_err"],
-        "omega_ratio_r_gt_2": omega["ratio_r_gt_2"],
-        "xi_median_0.3_14": pooled["xi"]["median_abs_ratio_minus_1"],
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+from training.mocks.catalog_validation import pooled_small_scales
 
 
 def main(argv=None) -> int:

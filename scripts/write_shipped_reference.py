@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 from cobaya.model import get_model
 
 from iaemu_theory import Emulator

@@ -1,6 +1,6 @@
 """Shared pytest fixtures: a small synthetic halo catalog, its mock model and its npz file.
 
-The toy catalog (`training.catalogs.make_toy_catalog`) is for tests only; it is not physical.
+The toy catalog (`training.catalogs.sources.make_toy_catalog`) is for tests only; it is not physical.
 """
 import pytest
 
@@ -11,7 +11,7 @@ TOY_PARAMS = dict(mu_cen=0.8, mu_sat=0.5, logMmin=11.8, sigma_logM=0.26, logM0=1
 @pytest.fixture(scope="session")
 def toy_catalog():
     """3000 host halos in a 60 Mpc/h box with subhalos along the hosts' major axes (seconds to build)."""
-    from training.catalogs import make_toy_catalog
+    from training.catalogs.sources import make_toy_catalog
 
     return make_toy_catalog(n_hosts=3000, Lbox=60.0, seed=0)
 
@@ -19,7 +19,7 @@ def toy_catalog():
 @pytest.fixture(scope="session")
 def toy_model(toy_catalog):
     """The paper's halotools-IA model bound to the toy catalog."""
-    from training.mocks import IAMockModel
+    from training.mocks.model import IAMockModel
 
     return IAMockModel(toy_catalog)
 
@@ -27,7 +27,7 @@ def toy_model(toy_catalog):
 @pytest.fixture(scope="session")
 def toy_catalog_file(toy_catalog, tmp_path_factory):
     """The toy catalog written as an npz catalog file (for --catalog PATH)."""
-    from training.catalogs import write_catalog_npz
+    from training.catalogs.sources import write_catalog_npz
 
     path = tmp_path_factory.mktemp("catalogs") / "toy_catalog.npz"
     write_catalog_npz(toy_catalog, path)
@@ -44,7 +44,7 @@ def toy_params():
 def nbody_test_catalog(tmp_path_factory):
     """The N-body pipeline's `test` preset (seed 3), built into a temporary cache (about 20 s) and loaded."""
     pytest.importorskip("jaxpm")
-    from training.catalogs import load_catalog
+    from training.catalogs.sources import load_catalog
 
     cache = tmp_path_factory.mktemp("iaemu_cache")
     return load_catalog("test", seed=3, cache_dir=cache)

@@ -1,4 +1,4 @@
-"""Halo catalog loading and validation (training.catalogs)."""
+"""Halo catalog loading and validation (training.catalogs.sources)."""
 import sys
 import types
 
@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from training.catalogs import (REQUIRED_COLUMNS, CatalogError, catalog_columns, catalog_from_columns, load_catalog,
-                               make_toy_catalog, read_catalog_file, write_catalog_npz)
+from training.catalogs.sources import (REQUIRED_COLUMNS, CatalogError, catalog_columns, catalog_from_columns, load_catalog,
+                                       make_toy_catalog, read_catalog_file, write_catalog_npz)
 
 
 def _columns(catalog):
@@ -161,16 +161,16 @@ def test_presets_come_from_the_nbody_pipeline(toy_catalog, monkeypatch):
         calls.append((preset, seed))
         return _columns(toy_catalog), dict(_meta(toy_catalog), catalog_id=f"nbody-{preset}-{seed}", min_host_mass=1e12)
 
-    fake = types.ModuleType("training.nbody")
+    fake = types.ModuleType("training.catalogs.nbody")
     fake.load_catalog_columns = load_catalog_columns
-    monkeypatch.setitem(sys.modules, "training.nbody", fake)
+    monkeypatch.setitem(sys.modules, "training.catalogs.nbody", fake)
     cat = load_catalog("test", seed=3)
     assert calls == [("test", 3)]
     assert cat.catalog_id == "nbody-test-3" and cat.min_host_mass == 1e12
     assert cat.catalog_hash != toy_catalog.catalog_hash  # the mass cut is part of what the hash covers
 
-    monkeypatch.setitem(sys.modules, "training.nbody", None)
-    with pytest.raises(CatalogError, match="needs the N-body pipeline training.nbody"):
+    monkeypatch.setitem(sys.modules, "training.catalogs.nbody", None)
+    with pytest.raises(CatalogError, match="needs the N-body pipeline training.catalogs.nbody"):
         load_catalog("default")
 
 
@@ -197,8 +197,8 @@ def test_repository_catalog_is_checked_against_its_recorded_sha256(nbody_test_ca
     the same bytes elsewhere are read unchecked."""
     import json
 
-    from training import datafiles
-    from training.fileio import sha256_file
+    from training.common import datafiles
+    from training.common.fileio import sha256_file
 
     source = nbody_test_catalog.source.rsplit("(", 1)[-1].rstrip(")")
     data_dir = (tmp_path / "data").resolve()
@@ -224,9 +224,9 @@ def test_repository_catalog_is_checked_against_its_recorded_sha256(nbody_test_ca
 
 def test_the_repository_catalog_matches_its_record():
     """The committed default catalog has the sha256 recorded in training/data/MANIFEST.json."""
-    from training import datafiles
-    from training.nbody.catalog import PACKAGED
-    from training.nbody.halos import DEFAULT_MODEL
+    from training.common import datafiles
+    from training.catalogs.nbody.catalog import PACKAGED
+    from training.catalogs.nbody.halos import DEFAULT_MODEL
 
     path = PACKAGED[DEFAULT_MODEL]
     if not path.exists():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from iaemu_theory.conventions import BIN_EDGES, N_BINS, STATISTICS
-from training.correlations import Correlations, PairGeometry, measure_correlations
+from training.mocks.correlations import Correlations, PairGeometry, measure_correlations
 
 halotools_mo = pytest.importorskip("halotools.mock_observables")
 

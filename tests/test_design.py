@@ -7,7 +7,7 @@ from scipy.stats import qmc
 
 from iaemu_theory.conventions import PARAM_NAMES
 from iaemu_theory.domain import Domain
-from training.design import realistic_design, unit_design
+from training.dataset.design import realistic_design, unit_design
 
 J = {n: i for i, n in enumerate(PARAM_NAMES)}
 

@@ -66,3 +66,10 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
                  "load_artifact"):
         assert name in api, name
     assert (out / "results" / "index.html").exists() and (out / "decisions.html").exists()
+
+
+def test_generated_pages_agree_with_their_json():
+    """Every generated results page re-renders, number for number, from the JSON results beside it."""
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_docs.py"), "--check"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr

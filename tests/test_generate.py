@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from iaemu_theory.conventions import BIN_CENTRES, N_BINS, STATISTICS
-from training import dataset as dsmod
-from training import generate as gen
-from training.schema import (STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDING, SPLIT_DROPPED, Dataset,
-                             read_dataset, write_dataset)
+from training.dataset import manage as dsmod
+from training.dataset import generate as gen
+from training.dataset.schema import (STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDING, SPLIT_DROPPED, Dataset,
+                                     read_dataset, write_dataset)
 
 TESTS = Path(__file__).resolve().parent
 FAKE_ENGINE = "test_generate:fake_engine"
@@ -148,7 +148,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, reference):
     out = tmp_path / "killed.h5"
     env = _env()
     env[SLEEP_ENV] = "0.3"
-    cmd = [sys.executable, "-m", "training.generate", *_args(out, "--workers", "2")]
+    cmd = [sys.executable, "-m", "training.dataset.generate", *_args(out, "--workers", "2")]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     parts = gen.PartsStore(out)
@@ -190,7 +190,7 @@ def _mpi_env():
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not found (apt-get install -y mpich)")
 def test_mpi_two_ranks_equal_pool(tmp_path, reference):
     out = tmp_path / "mpi.h5"
-    cmd = ["mpiexec", "-n", "2", sys.executable, "-m", "training.generate", *_args(out)]
+    cmd = ["mpiexec", "-n", "2", sys.executable, "-m", "training.dataset.generate", *_args(out)]
     result = subprocess.run(cmd, env=_mpi_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert_same_data(read_dataset(out), reference)
@@ -232,7 +232,7 @@ def test_failing_point_is_recorded_not_fatal():
 
 
 def test_expected_counts_fall_with_logMmin():
-    from training.design import realistic_design
+    from training.dataset.design import realistic_design
 
     p = realistic_design(64, 0)
     p[:, 3:] = [0.3, 12.0, 13.3, 1.0]
@@ -343,13 +343,13 @@ def test_split_command_line(tmp_path, reference, capsys):
 
 
 def test_real_engine_on_toy_catalog(tmp_path):
-    """The default engine end to end: 1 point x 2 realisations of the real mock on the toy catalog."""
-    from training.catalogs import load_catalog
-    from training.mocks import IAMockModel, realisation_seed
+    """The halotools-IA engine end to end: 1 point x 2 realisations of the real mock on the toy catalog."""
+    from training.catalogs.sources import load_catalog
+    from training.mocks.model import IAMockModel, realisation_seed
 
     out = tmp_path / "toy.h5"
     gen.main(["--points", "1", "--seed", "3", "--out", str(out), "--catalog", "toy", "--realisations", "2",
-              "--orientation-draws", "1"])
+              "--orientation-draws", "1", "--populate", "halotools"])
     ds = read_dataset(out)
     assert ds.attrs["complete"] and np.all(ds.n_galaxies > 0) and ds.orientation_stats.shape == (1, 1, 3, N_BINS)
     seed = gen.point_seed(3, 0)

@@ -1,12 +1,12 @@
-"""The halotools-IA mock model (training.mocks) and the iaemu-mock command (training.cli) on the toy catalog."""
+"""The halotools-IA mock model (training.mocks.model) and the iaemu-mock command (training.common.cli) on the toy catalog."""
 import warnings
 
 import numpy as np
 import pytest
 
 from iaemu_theory.conventions import BIN_CENTRES, N_BINS
-from training.mocks import (IAMockModel, SeededCentralAlignment, SeededRadialSatelliteAlignment, galaxy_arrays,
-                            host_mass_bins, realisation_seed)
+from training.mocks.model import (IAMockModel, SeededCentralAlignment, SeededRadialSatelliteAlignment, galaxy_arrays,
+                                  host_mass_bins, realisation_seed)
 
 SMALL_R = BIN_CENTRES < 1.0
 
@@ -202,14 +202,14 @@ def test_model_components_and_box_checks(toy_catalog, toy_model):
         "mc_occupation_centrals", "assign_phase_space_centrals", "mc_occupation_satellites",
         "inherit_subhalo_properties_satellites", "assign_central_orientation_centrals",
         "inherit_halocat_properties_satellites", "assign_satellite_orientation_satellites"]
-    from training.catalogs import make_toy_catalog
+    from training.catalogs.sources import make_toy_catalog
 
     with pytest.raises(ValueError, match="too small for the radial bins"):
         IAMockModel(make_toy_catalog(n_hosts=200, Lbox=40.0))
 
 
 def test_cli_writes_npz_and_plot(toy_catalog_file, toy_params, tmp_path, capsys):
-    from training.cli import mock_main
+    from training.mocks.mock_cli import mock_main
 
     out, png = tmp_path / "point.npz", tmp_path / "point.png"
     params = ",".join(f"{k}={v}" for k, v in toy_params.items())
@@ -248,8 +248,8 @@ def test_same_seed_is_identical_across_processes(toy_model, toy_params):
 
     code = (
         "import hashlib, numpy as np\n"
-        "from training.catalogs import make_toy_catalog\n"
-        "from training.mocks import IAMockModel\n"
+        "from training.catalogs.sources import make_toy_catalog\n"
+        "from training.mocks.model import IAMockModel\n"
         f"t = IAMockModel(make_toy_catalog(n_hosts=3000, Lbox=60.0, seed=0)).populate({toy_params!r}, 777)\n"
         "h = hashlib.sha256()\n"
         "for c in t.colnames:\n"

@@ -1,4 +1,4 @@
-"""Tests of the N-body catalog pipeline (training.nbody) on the seconds-long `test` preset."""
+"""Tests of the N-body catalog pipeline (training.catalogs.nbody) on the seconds-long `test` preset."""
 from __future__ import annotations
 
 import warnings
@@ -8,12 +8,12 @@ import pytest
 
 warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
 
-from training.nbody import COLUMNS, build_catalog, get_preset, load_catalog_columns, read_diagnostics  # noqa: E402
-from training.nbody import cosmology  # noqa: E402
-from training.nbody.catalog import catalog_id  # noqa: E402
-from training.nbody.halos import DEFAULT_MODEL, MODELS, satellite_sites  # noqa: E402
-from training.nbody.mesh import cic_paint, pm_accelerations  # noqa: E402
-from training.nbody.simulation import initial_conditions, run_pm  # noqa: E402
+from training.catalogs.nbody import COLUMNS, build_catalog, get_preset, load_catalog_columns, read_diagnostics  # noqa: E402
+from training.catalogs.nbody import cosmology  # noqa: E402
+from training.catalogs.nbody.catalog import catalog_id  # noqa: E402
+from training.catalogs.nbody.halos import DEFAULT_MODEL, MODELS, satellite_sites  # noqa: E402
+from training.catalogs.nbody.mesh import cic_paint, pm_accelerations  # noqa: E402
+from training.catalogs.nbody.simulation import initial_conditions, run_pm  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_satellite_sites_follow_host_shape():
 
 
 def test_validate_writes_page(test_build, tmp_path):
-    from training.nbody.validate import validate
+    from training.mocks.catalog_validation import validate
 
     cache, _ = test_build
     res = validate("test", seed=3, out_dir=tmp_path, cache_dir=cache, mocks=False)
@@ -141,7 +141,7 @@ def test_validate_writes_page(test_build, tmp_path):
 
 
 def test_catalog_names_and_model_versions(tmp_path):
-    from training.nbody import split_name
+    from training.catalogs.nbody import split_name
 
     assert split_name("default") == ("default", DEFAULT_MODEL)
     assert split_name("default-v1") == ("default", 1)
@@ -158,8 +158,8 @@ def test_catalog_names_and_model_versions(tmp_path):
 def test_repository_catalogs_come_from_the_manifest_and_retired_ones_from_the_cache(tmp_path, monkeypatch):
     """PACKAGED holds the catalogs recorded in training/data/MANIFEST.json (v4 only); a retired version is found in
     the cache as any other catalog, and its absence names both the build command and the `git show` restore."""
-    from training import datafiles
-    from training.nbody import catalog as C
+    from training.common import datafiles
+    from training.catalogs.nbody import catalog as C
 
     recorded = {int(n[len("default_catalog_v"):-len(".npz")]) for n in datafiles.recorded_files()
                 if n.startswith("default_catalog_v")}
@@ -188,7 +188,7 @@ def test_repository_catalogs_come_from_the_manifest_and_retired_ones_from_the_ca
 
 
 def test_shape_estimators_on_an_ellipsoid():
-    from training.nbody.halos import group_shapes
+    from training.catalogs.nbody.halos import group_shapes
 
     rng = np.random.default_rng(4)
     n = 20000
@@ -237,7 +237,7 @@ def test_model_v2_shares_the_halos_of_v1(test_build):
 def test_site_mass_fractions_follow_the_subhalo_mass_function():
     from scipy.integrate import quad
 
-    from training.nbody.halos import SHMF_EVOLVED, site_mass_fractions
+    from training.catalogs.nbody.halos import SHMF_EVOLVED, site_mass_fractions
 
     psi = site_mass_fractions(np.full(20000, 5), 0.1, seed=1).reshape(20000, 5)
     assert np.all(np.diff(psi, axis=1) <= 0) and np.all(psi > 0)   # the most massive subhalo is rank 0
@@ -252,7 +252,7 @@ def test_site_mass_fractions_follow_the_subhalo_mass_function():
 
 
 def test_a_massive_site_pulls_the_host_axis():
-    from training.nbody.halos import _axes_with_sites
+    from training.catalogs.nbody.halos import _axes_with_sites
 
     rng = np.random.default_rng(5)
     n = 20000
@@ -298,10 +298,9 @@ def test_model_v3_moves_only_the_axes_towards_the_sites(test_build):
 
 
 def test_compare_models_refuses_an_unknown_halo_model(capsys):
-    from training.nbody.cli import main
+    from training.mocks.catalog_cli import main
 
-    with pytest.raises(SystemExit):
-        main(["compare-models", "--models", "1", "7"])
+    assert main(["compare-models", "--models", "1", "7"]) == 2
     assert f"unknown halo model version 7; expected one of {sorted(MODELS)}" in capsys.readouterr().err
 
 
@@ -311,11 +310,10 @@ def test_models_section_lists_measured_and_unmeasured_versions():
     import json
     from pathlib import Path
 
-    from training.nbody.halos import MODELS
-    from training.nbody.validate import MODELS_MARK, models_markdown
+    from training.catalogs.nbody.halos import MODELS
+    from training.mocks.catalog_validation import MODELS_MARK, models_markdown
 
-    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "results" / "catalog_models.json").read_text())
-    res["models"] = {k: v for k, v in res["models"].items() if k in ("1", "3")}
+    res = json.loads((Path(__file__).resolve().parent / "data" / "catalog_models.json").read_text())
     md = models_markdown(res)
     assert md.startswith(MODELS_MARK)
     assert "| | iaemu-pm-default-s1-v1 | iaemu-pm-default-s1-v3 |" in md
@@ -323,11 +321,11 @@ def test_models_section_lists_measured_and_unmeasured_versions():
     assert md.count("`default-v") >= len(MODELS)
     assert "f_sub = 0.1" in md
     dev = ", ".join(f"{v:.1f}" for v in res["models"]["3"]["validation"]["omega"]["dev_over_err_below_0.3"])
-    assert f"| omega (ours-ref)/err below 0.3 Mpc/h | " in md and dev in md
+    assert "| omega (ours-ref)/err below 0.3 Mpc/h | " in md and dev in md
 
 
 def test_small_scale_verdict_needs_every_bin_within_tolerance():
-    from training.nbody.validate import small_scale_verdict
+    from training.mocks.catalog_validation import small_scale_verdict
 
     line, ok = small_scale_verdict([1.08, 0.98, 0.97], [-1.34, -1.32, -1.40])
     assert ok and "(met)" in line and "below the reference, by less than the tolerance" in line
@@ -338,7 +336,7 @@ def test_small_scale_verdict_needs_every_bin_within_tolerance():
 
 
 def test_models_check_is_found_by_catalog_id():
-    from training.nbody.validate import _models_check
+    from training.mocks.catalog_validation import _models_check
 
     check = {"realisations": 30, "seed": 8, "xi_below_0.3": [1.0, 1.0, 1.0], "omega_below_0.3": [0.1, -3.9, -1.3]}
     models = {"models": {"2": {"catalog_id": "cat-v2"}, "3": {"catalog_id": "cat-v3", "check": check}}}
@@ -348,7 +346,7 @@ def test_models_check_is_found_by_catalog_id():
 
 
 def test_pooled_check_is_found_by_catalog_id():
-    from training.nbody.validate import _pooled_check
+    from training.mocks.catalog_validation import _pooled_check
 
     pooled = {"default-v3": {"catalog_id": "cat-v3", "seeds": [8, 9]}, "default-v4": {"catalog_id": "cat-v4", "seeds": [8]}}
     assert _pooled_check(pooled, "cat-v4")["seeds"] == [8]
@@ -361,9 +359,9 @@ def test_models_figure_is_drawn_from_the_saved_results(tmp_path):
     from pathlib import Path
 
     from iaemu_theory.conventions import N_BINS
-    from training.nbody.validate import plot_models
+    from training.mocks.catalog_validation import plot_models
 
-    res = json.loads((Path(__file__).resolve().parent.parent / "docs" / "results" / "catalog_models.json").read_text())
+    res = json.loads((Path(__file__).resolve().parent / "data" / "catalog_models.json").read_text())
     for k, e in res["models"].items():
         e["mean_stats"] = (np.ones((3, N_BINS)) * 0.01 * int(k)).tolist()
     plot_models(res, tmp_path / "realism.png")
@@ -371,17 +369,23 @@ def test_models_figure_is_drawn_from_the_saved_results(tmp_path):
 
 
 def test_variant_overrides_parse_and_refuse_unknown_keys():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "halo_model_variants.py"
-    spec = importlib.util.spec_from_file_location("halo_model_variants", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    v = mod.parse_overrides("site_radius=1.0,site_mass_fsub=0.2", MODELS[2])
-    assert v["site_radius"] == 1.0 and v["site_mass_fsub"] == 0.2 and v["axis_radius"] == MODELS[2]["axis_radius"]
-    assert "site_radius" not in MODELS[2]                 # the base spec is not modified
+    v = MODELS[2].variant("site_radius=1.0,site_mass_fsub=0.2", 100)
+    assert v.site_radius == 1.0 and v.site_mass_fsub == 0.2 and v.axis_radius == MODELS[2].axis_radius
+    assert v.version == 100 and MODELS[2].site_radius is None      # the base model is not modified (frozen)
     with pytest.raises(ValueError, match="axis_radiu"):
-        mod.parse_overrides("axis_radiu=1", MODELS[2])
+        MODELS[2].variant("axis_radiu=1", 100)
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        mod.parse_overrides("site_radius", MODELS[2])
+        MODELS[2].variant("site_radius", 100)
+
+
+def test_halo_models_are_frozen_and_record_their_spec():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MODELS[4].conc_factor = 1.0
+    assert MODELS[1].to_dict() == {"axis_radius": 1.0, "axis_reduced": True, "axis_iterative": False,
+                                   "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": False,
+                                   "conc_factor": 1.0}
+    assert MODELS[4].to_dict()["site_radius"] == 0.75 and MODELS[3].site_window == MODELS[3].axis_radius
+    for v, m in MODELS.items():
+        assert type(m).from_dict(m.to_dict(), v) == m

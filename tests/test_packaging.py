@@ -58,7 +58,7 @@ def test_wheel_is_small(wheel):
 
 def test_wheel_holds_the_code_artifact_and_component_data(names):
     expected = ["iaemu_theory/__init__.py", "iaemu_theory/emulator.py", "iaemu_theory/samplers/nuts.py",
-                "training/__init__.py", "training/train.py", "training/nbody/catalog.py",
+                "training/__init__.py", "training/emulator/train.py", "training/catalogs/nbody/catalog.py",
                 "iaemu_theory/artifacts/iaemu_default.pt", "iaemu_theory/data/tng300_sample1.txt",
                 "training/configs/shipped.yaml", "training/data/MANIFEST.json"]
     for component in ("IAEmu", "IACorrelationLikelihood", "TNG300Likelihood", "samplers/NUTS"):
@@ -103,7 +103,7 @@ def test_installed_wheel_finds_its_artifact_from_another_directory(wheel, tmp_pa
     script = """
 import json, numpy as np, iaemu_theory, training
 from iaemu_theory import Emulator
-from training import datafiles
+from training.common import datafiles
 emu = Emulator.load(device="cpu")
 point = emu.domain.from_unit(np.full((1, 7), 0.5))
 pred = emu.predict(point)
@@ -131,7 +131,7 @@ print(json.dumps({"theory": iaemu_theory.__file__, "training": training.__file__
 def test_retired_files_are_documented_with_their_commit_and_sha256():
     """training/data/README.md gives, for every retired file, the commit and sha256 the manifest records and the
     `git show` command that restores it; the kept files are there with their digests."""
-    from training import datafiles
+    from training.common import datafiles
 
     readme = (ROOT / "training" / "data" / "README.md").read_text()
     for name, rec in datafiles.retired_files().items():
@@ -144,19 +144,23 @@ def test_retired_files_are_documented_with_their_commit_and_sha256():
 
 def test_installed_wheel_runs_the_shipped_fits_from_another_directory(wheel, tmp_path):
     """Installed from the wheel (not editable), with the shipped yamls copied to a folder outside the repository:
-    the minimizer finds the sample-1 best fit (chi2 33.5 at mu_cen 0.763, mu_sat 0.300) and writes its output."""
+    the sample-1 fit lands on the documented posterior, and the minimizer finds the sample-1 best fit (chi2 33.5 at mu_cen 0.763, mu_sat 0.300) and writes its output."""
     target, work = tmp_path / "site", tmp_path / "work"
     work.mkdir()
     run = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                           str(wheel)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    shutil.copy(ROOT / "yaml" / "iaemu_tng_minimize.yaml", work)
+    for name in ("iaemu_tng.yaml", "iaemu_tng_minimize.yaml"):
+        shutil.copy(ROOT / "yaml" / name, work)
     script = """
 import sys, iaemu_theory
 from pathlib import Path
 from cobaya.run import run
 from cobaya.yaml import yaml_load_file
 assert Path(iaemu_theory.__file__).is_relative_to(sys.argv[1]), iaemu_theory.__file__
+_, mcmc = run(yaml_load_file("iaemu_tng.yaml"))
+chain = mcmc.products()["sample"]
+print("MEAN", *chain.mean(first=len(chain) // 3)[:2])
 _, sampler = run(yaml_load_file("iaemu_tng_minimize.yaml"))
 best = sampler.products()["minimum"]
 print("BEST", best["chi2"], best["mu_cen"], best["mu_sat"])
@@ -166,6 +170,10 @@ print("BEST", best["chi2"], best["mu_cen"], best["mu_sat"])
     run = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, cwd=work,
                          env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    chi2, mu_cen, mu_sat = (float(v) for v in run.stdout.split("BEST")[-1].split())
+    lines = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in run.stdout.splitlines()
+             if line.startswith(("MEAN ", "BEST "))}
+    mean_cen, mean_sat = lines["MEAN"]
+    assert abs(mean_cen - 0.762) < 0.006 and abs(mean_sat - 0.299) < 0.015      # half a posterior sigma
+    chi2, mu_cen, mu_sat = lines["BEST"]
     assert chi2 <= 33.6 and abs(mu_cen - 0.763) < 0.005 and abs(mu_sat - 0.300) < 0.005
     assert (work / "chains" / "iaemu_tng_minimize.minimum.txt").is_file()

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 from test_generate import SLEEP_ENV, _args, _env, assert_same_data
-from training import dataset as dsmod
-from training import generate as gen
-from training.cli import run_command
-from training.fileio import LockHeld, atomic_write_text, exclusive_lock, lock_path
-from training.schema import STATUS_PENDING, DatasetFileError, read_dataset, write_dataset
+from training.dataset import manage as dsmod
+from training.dataset import generate as gen
+from training.common.cli import run_command
+from training.common.fileio import LockHeld, atomic_write_text, exclusive_lock, lock_path
+from training.dataset.schema import STATUS_PENDING, DatasetFileError, read_dataset, write_dataset
 
-GENERATE = [sys.executable, "-m", "training.generate"]
+GENERATE = [sys.executable, "-m", "training.dataset.generate"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _n_parts(out) -> int:
 
 HOLD = """
 import sys, time
-from training.fileio import exclusive_lock
+from training.common.fileio import exclusive_lock
 with exclusive_lock(sys.argv[1], "test holder"):
     print("locked", flush=True)
     time.sleep(60)
@@ -290,12 +290,12 @@ def test_commands_print_error_lines_not_tracebacks(tmp_path):
         (GENERATE + _args(out, "--logMmin-range", "13", "12"), "--logMmin-range 13 12: need LO < HI"),
         (GENERATE + _args(out, "--max-seconds", "nan"), "argument --max-seconds: nan must be a finite number"),
         (GENERATE + _args(out, "--shard", "3/2"), "--shard '3/2': need n >= 1 and 0 <= i < n"),
-        ([sys.executable, "-m", "training.cli", "--catalog", "toy", "--params",
+        ([sys.executable, "-m", "training.mocks.mock_cli", "--catalog", "toy", "--params",
           toy + ",logM0=12,logM1=13,alpha=1", "--seed", "99999999999999999999999", "--out", str(tmp_path / "m")],
          "argument --seed: 99999999999999999999999 is outside [0, 2**63)"),
-        ([sys.executable, "-m", "training.cli", "--catalog", "toy", "--params", toy + ",logM0=8,logM1=8,alpha=3",
+        ([sys.executable, "-m", "training.mocks.mock_cli", "--catalog", "toy", "--params", toy + ",logM0=8,logM1=8,alpha=3",
           "--out", str(tmp_path / "m.npz")], "logM0=8, logM1=8, alpha=3 ask for about"),
-        ([sys.executable, "-m", "training.cli", "--catalog", "toy", "--params", toy + ",logM0=12,logM1=13,alpha=1",
+        ([sys.executable, "-m", "training.mocks.mock_cli", "--catalog", "toy", "--params", toy + ",logM0=12,logM1=13,alpha=1",
           "--out", str(tmp_path / "no" / "m.npz")], "folder " + str(tmp_path / "no") + " does not exist"),
         ([sys.executable, "-m", "training.dataset", "summary", str(tmp_path / "absent.h5")],
          f"dataset file {tmp_path / 'absent.h5'} does not exist"),
@@ -322,7 +322,7 @@ def test_run_command_exit_codes(capsys):
     assert run_command("t", body(ValueError("--x 3: expected 1 or 2")), []) == 2
     assert capsys.readouterr().err.strip() == "t: error: --x 3: expected 1 or 2"
     assert run_command("t", body(KeyboardInterrupt()), []) == 130
-    from training.cli import Interrupted
+    from training.common.cli import Interrupted
 
     assert run_command("t", body(Interrupted(signal.SIGTERM)), []) == 143
     assert run_command("t", body(ZeroDivisionError("boom")), []) == 1
@@ -331,7 +331,7 @@ def test_run_command_exit_codes(capsys):
 
 
 def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path):
-    from training.fileio import _umask, atomic_path
+    from training.common.fileio import _umask, atomic_path
 
     target = tmp_path / "f.txt"
     atomic_write_text(target, "old")

@@ -1,11 +1,10 @@
-"""training: halo catalogs, halotools-IA mocks, the dataset, and the IAEmu network's training.
+"""training: everything that makes the emulator, as a pipeline of layers that import only downward.
+
+    common    atomic writes, locks, checksums, the data manifest, the command runner, the task farm
+    catalogs  halo catalogs: the project's N-body pipeline and the catalog sources
+    mocks     the halotools-IA mock model, the correlation engine, catalog-vs-mock realism checks
+    dataset   design, generation, the dataset format, merge / clean / split
+    emulator  training, evaluation, posterior validation, benchmarks
 
 Heavy dependencies (halotools, numba, h5py) are imported by the submodules that need them.
 """
-
-
-def measure_correlations(*args, **kwargs):
-    """xi, omega, eta of a galaxy catalogue; see `training.correlations.measure_correlations`."""
-    from .correlations import measure_correlations as _measure
-
-    return _measure(*args, **kwargs)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.fileio import sha256_file
+from training.common.fileio import sha256_file
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 MANIFEST = DATA_DIR / "MANIFEST.json"
 #: The dataset the shipped emulator was trained on (training/configs/shipped.yaml).
 SHIPPED_DATASET = "dataset_v4.h5"

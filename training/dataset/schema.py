@@ -14,7 +14,7 @@ Layout (P parameter points, R realisations, 3 statistics in STATISTICS order, 20
 Attributes (JSON strings where structured): schema_version, param_names, statistics, domain,
 catalog_id, catalog_hash, code_version, creation_command, master_seed, n_realisations.
 
-Files are written atomically (a unique temporary file, fsynced, then renamed: `training.fileio`) and
+Files are written atomically (a unique temporary file, fsynced, then renamed: `training.common.fileio`) and
 their chunked arrays carry HDF5's Fletcher-32 checksum, so a damaged file is refused when read
 (`DatasetFileError`, naming the file) instead of giving wrong numbers.
 """
@@ -99,7 +99,7 @@ def write_dataset(path, ds: Dataset, compression: str = "gzip") -> None:
     """Write atomically: a unique temporary file in the same folder, fsynced, then renamed over `path`."""
     import h5py
 
-    from training.fileio import atomic_path
+    from training.common.fileio import atomic_path
 
     kw = dict(compression=compression, shuffle=True, fletcher32=True) if compression else dict(fletcher32=True)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from iaemu_theory.conventions import BIN_EDGES, DEFAULT_REALISATIONS, PARAM_NAMES
+from training.common.cli import add_debug_argument, run_command
 
 __all__ = ["main", "time_emulator", "time_mocks", "inverse_problem"]
 
@@ -93,7 +94,7 @@ def _halotools_statistics(pos, ori, lbox):
 
 def time_mocks(catalog, params_list, realisations: int, seed: int = 0, halotools: bool = True) -> dict:
     """Per-point seconds of halotools-IA: populate, fused-engine statistics, halotools' statistics."""
-    from training.mocks import IAMockModel, galaxy_arrays, realisation_seed
+    from training.mocks.model import IAMockModel, galaxy_arrays, realisation_seed
 
     model = IAMockModel(catalog)
     model.measure(params_list[0], seed=seed, n_realisations=1)        # compile the numba kernels first
@@ -243,31 +244,35 @@ def _parser():
     p.add_argument("--no-nuts", action="store_true", help="skip emulator + NUTS")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/results/benchmark.md", help="markdown report (a .json with the numbers is written beside it)")
+    add_debug_argument(p)
     return p
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Entry point of `iaemu-benchmark`; returns the exit status (see `training.common.cli.run_command`)."""
+    return run_command("iaemu-benchmark", _main, argv)
+
+
+def _main(argv: list) -> int:
     args = _parser().parse_args(argv)
     try:
         batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
     except ValueError:
-        raise SystemExit(f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers") from None
+        raise ValueError(f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers") from None
     if min(batch_sizes) < 1 or args.realisations < 1 or args.mock_points < 1:
-        raise SystemExit("--batch-sizes, --realisations and --mock-points must be positive")
+        raise ValueError(f"--batch-sizes {args.batch_sizes}, --realisations {args.realisations} and --mock-points "
+                         f"{args.mock_points} must be positive")
     _single_thread()
     import torch
 
     from iaemu_theory.emulator import Emulator
     from iaemu_theory.theory import resolve_artifact
     from iaemu_theory.tng300 import TNG300_HOD
-    from training.catalogs import load_catalog
+    from training.catalogs.sources import load_catalog
 
     artifact = resolve_artifact(args.artifact)
-    try:
-        emu = Emulator.load(artifact, device="cpu")
-    except FileNotFoundError as err:
-        raise SystemExit(f"iaemu-benchmark: {err}") from None
-    res = {"command": "iaemu-benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
+    emu = Emulator.load(artifact, device="cpu")
+    res = {"command": "iaemu-benchmark " + " ".join(argv),
            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
                       f"torch {torch.__version__}",
            "date": time.strftime("%Y-%m-%d %H:%M"), "catalog": args.catalog, "sample": args.sample,

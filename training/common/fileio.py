@@ -1,10 +1,8 @@
 """Safe output files: atomic writes, an exclusive lock per output, sha256 checksums.
 
-* `atomic_path(path)` / `atomic_write_bytes` / `atomic_write_text`: the content goes to a unique
-  temporary file in the same folder (``NAME.<random>.tmp``), is flushed to disk, then renamed over
-  `path` with `os.replace`. A reader sees the old file or the new one, never a partial one; two
-  writers never share a temporary file (the last rename wins, both files are whole). A failed or
-  interrupted write removes its temporary file.
+* `atomic_path(path)` / `atomic_write_bytes` / `atomic_write_text` / `atomic_savez`: atomic writes,
+  defined once in `iaemu_theory.fileio` (the artifact writer uses them too) and re-exported here.
+  `stale_temporaries` lists the temporary files of killed writers.
 * `exclusive_lock(path)`: `fcntl.flock` on ``PATH.lock``, non-blocking. A second process asking
   for the same lock is refused at once with `LockHeld`, whose message names the holder (pid, host,
   command, start time, read from the lock file). The kernel releases a flock when its holder dies,
@@ -19,43 +17,21 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-TMP_SUFFIX = ".tmp"
+from iaemu_theory.fileio import (TMP_SUFFIX, _umask, atomic_path, atomic_savez, atomic_write_bytes,
+                                 atomic_write_text, temporary_name)
+
+__all__ = ["LOCK_SUFFIX", "TMP_SUFFIX", "LockHeld", "atomic_path", "atomic_savez", "atomic_write_bytes",
+           "atomic_write_text", "exclusive_lock", "lock_path", "sha256_bytes", "sha256_file", "stale_temporaries",
+           "temporary_name", "_umask"]
+
 LOCK_SUFFIX = ".lock"
 
 
 class LockHeld(RuntimeError):
     """Another process holds the lock on an output; the message names it."""
-
-
-def _umask() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def temporary_name(path: Path) -> Path:
-    """A new, unique, empty file beside `path` (``NAME.<random>.tmp``), for an atomic write.
-
-    It gets the permissions `path` has (or a new file would get), not mkstemp's private 0600.
-    """
-    path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TMP_SUFFIX)
-    try:
-        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-    return Path(name)
 
 
 def stale_temporaries(path: Path) -> list[Path]:
@@ -66,54 +42,6 @@ def stale_temporaries(path: Path) -> list[Path]:
 
 def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_path(path)
-    except OSError:  # some file systems do not allow fsync on a folder; the rename is still atomic
-        pass
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path to write `path` through (for writers that take a file name, like h5py).
-
-    On a normal exit the temporary file is fsynced and renamed over `path`; on an exception
-    (KeyboardInterrupt included) it is removed and `path` is left as it was.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = temporary_name(path)
-    try:
-        yield tmp
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` atomically (see the module docstring)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def sha256_bytes(data: bytes) -> str:

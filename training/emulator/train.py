@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -59,10 +58,13 @@ from iaemu_theory.artifact import (INPUT_ENCODINGS, Artifact, check_output_form,
                                    save_artifact)
 from iaemu_theory.conventions import STATISTICS
 from iaemu_theory.domain import Domain
+from iaemu_theory.emulator import resolve_device
 from iaemu_theory.network import OUTPUT_FORMS, IAEmuNetwork, NetworkConfig, count_parameters
-from training.datafiles import check_file, missing_hint
-from training.fileio import sha256_file as dataset_sha256
-from training.schema import SPLIT_NAMES, Dataset, read_dataset
+from training.common.cli import add_debug_argument, run_command
+from training.common.datafiles import check_file, missing_hint
+from training.common.fileio import atomic_path
+from training.common.fileio import sha256_file as dataset_sha256
+from training.dataset.schema import SPLIT_NAMES, Dataset, read_dataset
 
 #: Exit status of a run stopped by --max-minutes (resume it with --resume).
 EXIT_TIME_LIMIT = 75
@@ -125,7 +127,7 @@ class TrainConfig:
 CHOICES = {"network": ("paper", "tiny"), "lr_schedule": ("step", "cosine"), "input_encoding": INPUT_ENCODINGS,
            "output_form": OUTPUT_FORMS}
 #: Where the versioned training recipes live; `--config NAME` without a path means NAME.yaml here.
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def config_fields() -> tuple[str, ...]:
@@ -349,24 +351,12 @@ def validation_losses(net, x, ybar, s2, n_real, batch=4096):
 
 
 # ---------------------------------------------------------------------------------------------- training
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return dev
-
-
 def _atomic_save(obj, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def plot_losses(history: dict, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -627,7 +617,7 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
     log(f"{stop_reason}: {done} epochs; best validation 0.7 MSE + 0.3 NLL = {best['combined']:.5g} at epoch "
         f"{best['epoch']}; artifact {out}; checkpoint {checkpoint}; loss curve {plot}")
     if stop_reason == "time_limit":
-        log(f"stopped before the --max-minutes limit; continue with the same command plus --resume")
+        log("stopped before the --max-minutes limit; continue with the same command plus --resume")
     summary["history"] = history
     summary["artifact"] = str(out)
     return summary
@@ -652,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="iaemu-train", description=__doc__.split("\n\n")[0], epilog=_EPILOG,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset HDF5 file (training/schema.py) with a split")
+    p.add_argument("--data", required=True, help="dataset HDF5 file (training/dataset/schema.py) with a split")
     p.add_argument("--out", required=True, help="artifact file to write (its directory is created if missing)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="YAML file of TrainConfig values (keys: the options below with underscores), or the name of "
@@ -696,6 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout rate of every layer")
     p.add_argument("--summary", default=None, help="also write the run summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_debug_argument(p)
     return p
 
 
@@ -719,25 +710,20 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    try:
-        args, cfg = parse_args(argv)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"iaemu-train: error: {err}", file=sys.stderr)
-        return 2
+    """Entry point of `iaemu-train`; returns the exit status (see `training.common.cli.run_command`)."""
+    return run_command("iaemu-train", _main, argv)
+
+
+def _main(argv: list) -> int:
+    args, cfg = parse_args(argv)
     for name in ("epochs", "batch_size", "val_every"):
         if getattr(cfg, name) < 1:
-            print(f"iaemu-train: --{name.replace('_', '-')}={getattr(cfg, name)} must be >= 1", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{name.replace('_', '-')}={getattr(cfg, name)} must be >= 1")
     if cfg.batch_size < 2:
-        print("iaemu-train: --batch-size must be >= 2 (BatchNorm)", file=sys.stderr)
-        return 2
-    try:
-        summary = train(args.data, args.out, cfg, device=args.device, resume=args.resume,
-                        max_minutes=args.max_minutes, checkpoint=args.checkpoint, plot=args.plot,
-                        progress=not args.no_progress, init_from=args.init_from)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"iaemu-train: error: {err}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--batch-size={cfg.batch_size} must be >= 2 (BatchNorm needs two points per batch)")
+    summary = train(args.data, args.out, cfg, device=args.device, resume=args.resume,
+                    max_minutes=args.max_minutes, checkpoint=args.checkpoint, plot=args.plot,
+                    progress=not args.no_progress, init_from=args.init_from)
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=1, default=float))
     return EXIT_TIME_LIMIT if summary["stop_reason"] == "time_limit" else 0

@@ -302,7 +302,7 @@ class IAMockModel:
 
     def statistics(self, table) -> np.ndarray:
         """(3, N_BINS) xi, omega, eta of a galaxy table (NaN in empty bins, all NaN below 2 galaxies)."""
-        from training.correlations import measure_correlations
+        from training.mocks.correlations import measure_correlations
 
         pos, ori = galaxy_arrays(table)
         return measure_correlations(pos, ori, self.Lbox, rbins=BIN_EDGES).as_array()
@@ -312,7 +312,7 @@ class IAMockModel:
         """xi, omega, eta of `n_realisations` independent realisations (positions and orientations
         re-populated each time, as in the paper), plus `orientation_draws` orientation-only redraws on
         the last realisation's positions (sharing one pair geometry)."""
-        from training.correlations import PairGeometry
+        from training.mocks.correlations import PairGeometry
 
         self.set_params(params)
         seed = _check_seed(seed)

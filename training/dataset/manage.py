@@ -5,7 +5,7 @@
     iaemu-dataset summary ALL.h5                            (status and cleaning counts)
 
 (`python -m training.dataset ...` is the same command.) Outputs are written atomically under the
-output's lock (`training.fileio`): a second merge or split into the same file is refused, naming
+output's lock (`training.common.fileio`): a second merge or split into the same file is refused, naming
 the process that holds it. Parts of a parts folder that fail their checksum are reported and left
 out of a merge.
 
@@ -39,10 +39,10 @@ import numpy as np
 
 from iaemu_theory.conventions import BIN_CENTRES, STATISTICS
 from iaemu_theory.domain import Domain
-from training.cli import add_debug_argument, check_output_path, finite_float, run_command, seed_type
-from training.fileio import exclusive_lock
-from training.schema import (SPLIT_DROPPED, SPLIT_NAMES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALIDATION, STATUS_DONE,
-                             STATUS_NAN, Dataset, read_dataset, write_dataset)
+from training.common.cli import add_debug_argument, check_output_path, finite_float, run_command, seed_type
+from training.common.fileio import exclusive_lock
+from training.dataset.schema import (SPLIT_DROPPED, SPLIT_NAMES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALIDATION, STATUS_DONE,
+                                     STATUS_NAN, Dataset, read_dataset, write_dataset)
 
 #: The "above 100" threshold and the smallest bin centre (Mpc/h) where it applies to xi.
 UNPHYSICAL_LIMIT = 100.0
@@ -157,9 +157,9 @@ def merge(parts_or_files, out) -> Dataset:
 
 
 def _merge(parts_or_files, out: Path) -> Dataset:
-    from training.design import realistic_design
-    from training.generate import (PartsStore, assemble, can_extend, check_same_config, dataset_attrs,
-                                   parts_from_dataset, settled_design)
+    from training.dataset.design import realistic_design
+    from training.dataset.generate import (PartsStore, assemble, can_extend, check_same_config, dataset_attrs,
+                                           parts_from_dataset, settled_design)
 
     inputs = [Path(p) for p in parts_or_files]
     if not inputs:

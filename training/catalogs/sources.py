@@ -14,7 +14,7 @@ Sources (`load_catalog`):
   - a path: an .npz or .hdf5/.h5 file with the columns (see `read_catalog_file`), or a
     halotools-format hdf5 (a cached-catalog file with a 'data' table).
   - any other name ("default", "test", ...): a preset of the project's own N-body pipeline,
-    `training.nbody.load_catalog_columns(preset, seed=...)`.
+    `training.catalogs.nbody.load_catalog_columns(preset, seed=...)`.
 
 Halos whose major axis (halo_axisA_x/y/z) is all zero are dropped: their central orientations
 would be undefined (NaN) in CentralAlignment.
@@ -216,7 +216,7 @@ def read_catalog_file(path, *, min_host_mass=None):
     Formats:
       - .npz: one 1-D array per column of REQUIRED_COLUMNS, scalars Lbox, particle_mass, redshift;
         optional catalog_id (str) and min_host_mass (Msun/h). An npz written by the N-body pipeline
-        (with a meta_json record) is read by `training.nbody.load_catalog_file`.
+        (with a meta_json record) is read by `training.catalogs.nbody.load_catalog_file`.
       - .hdf5/.h5, plain: one dataset per column at the root, the scalars as root attributes (same names).
       - .hdf5/.h5, halotools format (as written by halotools' cache: a table dataset 'data' and attributes
         Lbox, particle_mass, redshift): the table columns are used.
@@ -270,7 +270,7 @@ def _from_nbody(columns, meta, source, min_host_mass=None):
 
 def _nbody_catalog_file(path: str, min_host_mass=None):
     """A catalog file written by the project's N-body pipeline (an npz with a meta_json record)."""
-    from training.nbody import load_catalog_file
+    from training.catalogs.nbody import load_catalog_file
 
     columns, meta = load_catalog_file(path)
     return _from_nbody(columns, meta, os.path.abspath(path), min_host_mass)
@@ -301,16 +301,16 @@ def load_bolplanck():
 
 
 def load_preset(preset: str, seed=None, **kwargs):
-    """A catalog of the project's N-body pipeline (`training.nbody.load_catalog_columns`; kwargs such as
+    """A catalog of the project's N-body pipeline (`training.catalogs.nbody.load_catalog_columns`; kwargs such as
     cache_dir or build_if_missing go to it)."""
     try:
-        from training.nbody import load_catalog_columns
+        from training.catalogs.nbody import load_catalog_columns
     except ImportError as err:
-        raise CatalogError(f"catalog preset {preset!r} needs the N-body pipeline training.nbody, which is not "
+        raise CatalogError(f"catalog preset {preset!r} needs the N-body pipeline training.catalogs.nbody, which is not "
                            f"available ({err}); use --catalog bolplanck, toy, or a catalog file path") from None
     columns, meta = load_catalog_columns(preset, seed=seed, **kwargs)
     return _from_nbody(columns, dict(meta, catalog_id=meta.get("catalog_id", preset)),
-                       f"training.nbody preset {preset} ({meta.get('path', 'built')})")
+                       f"training.catalogs.nbody preset {preset} ({meta.get('path', 'built')})")
 
 
 def _looks_like_path(name: str) -> bool:

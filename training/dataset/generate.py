@@ -1,8 +1,8 @@
 """Generate the training dataset: one task per design point, resumable, on a process pool or MPI.
 
 `iaemu-generate --points P --seed S --out FILE` measures xi, omega, eta (R realisations each) at
-the P points of the realistic design (`training.design`) and writes FILE (the HDF5 format of
-`training.schema`). How it stays correct when interrupted:
+the P points of the realistic design (`training.dataset.design`) and writes FILE (the HDF5 format of
+`training.dataset.schema`). How it stays correct when interrupted:
 
 * Every finished point is written at once to `FILE.parts/point_<index>.npz` (written under a
   unique temporary name, fsynced, then renamed: a file with the final name is always complete),
@@ -10,7 +10,7 @@ the P points of the realistic design (`training.design`) and writes FILE (the HD
   flight. A part that fails its checksum or cannot be read (truncated, damaged, edited) is
   reported by path, moved aside to `*.bad` and measured again; it is never merged.
 * One process at a time works on FILE: generation and merging hold an exclusive lock
-  (`FILE.lock`, see `training.fileio`); a second one is refused at once, naming the holder.
+  (`FILE.lock`, see `training.common.fileio`); a second one is refused at once, naming the holder.
 * `FILE.parts/manifest.json` records the arguments that define the dataset (points, seed,
   realisations, orientation draws, design method, domain, catalog hash, engine). Re-running the
   same command skips finished points; a re-run with different arguments is refused, naming the
@@ -26,12 +26,12 @@ the P points of the realistic design (`training.design`) and writes FILE (the HD
 * Ctrl-C exits with status 130 and SIGTERM with 143, after merging what finished. Pool workers
   exit when the master dies (even by kill -9): they watch their parent process.
 
-Execution: in-process for --workers 1; a `spawn` process pool for --workers N (spawn, not fork:
-the parent may hold threads (tqdm's monitor, numba/OpenMP pools, BLAS) and forking a threaded
-process can deadlock the child; spawn also behaves the same on Linux and macOS; the cost, a fresh
+Execution is the task farm of `training.common.tasks`: in-process for --workers 1; a `spawn`
+process pool for --workers N (spawn, not fork: the parent may hold threads (tqdm's monitor,
+numba/OpenMP pools, BLAS) and forking a threaded process can deadlock the child; the cost, a fresh
 import per worker, is paid once per worker). Each worker builds the mock model once. Under
-`mpiexec -n K` (K > 1) rank 0 is the master and ranks 1..K-1 are workers (a plain master/worker
-loop over mpi4py); only the master writes files.
+`mpiexec -n K` (K > 1) rank 0 is the master and ranks 1..K-1 serve points through
+`mpi4py.futures.MPICommExecutor`; only the master writes files.
 """
 from __future__ import annotations
 
@@ -42,10 +42,8 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
@@ -55,15 +53,24 @@ import numpy as np
 
 from iaemu_theory.conventions import DEFAULT_REALISATIONS, N_BINS, PARAM_NAMES, STATISTICS, array_to_params
 from iaemu_theory.domain import Domain
-from training.cli import (add_debug_argument, finite_float, interrupt_exit_code, nonnegative_float, nonnegative_int,
+from training.common.cli import (add_debug_argument, finite_float, interrupt_exit_code, nonnegative_float, nonnegative_int,
                           positive_float, positive_int, run_command, seed_type)
-from training.design import DESIGN_METHODS, design_summary, realistic_design
-from training.fileio import atomic_write_bytes, atomic_write_text, exclusive_lock, sha256_bytes, stale_temporaries
-from training.schema import (SCHEMA_VERSION, STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDING, Dataset,
+from training.dataset.design import DESIGN_METHODS, design_summary, realistic_design
+from training.common import tasks
+from training.common.fileio import atomic_write_bytes, atomic_write_text, exclusive_lock, sha256_bytes, stale_temporaries
+from training.mocks.occupation import expected_galaxy_counts, host_masses
+from training.dataset.schema import (SCHEMA_VERSION, STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDING, Dataset,
                              DatasetFileError, read_dataset, write_dataset)
 
-#: The engine used unless --engine names another: "module:callable", called as f(catalog_spec) -> (model, catalog).
-DEFAULT_ENGINE = "training.generate:mock_engine"
+#: The halotools-IA engine: "module:callable", called as f(catalog_spec) -> (model, catalog).
+DEFAULT_ENGINE = "training.dataset.generate:mock_engine"
+#: Earlier spellings of engines, as recorded in existing datasets' generation_config: the same engine.
+ENGINE_ALIASES = {"training.generate:mock_engine": DEFAULT_ENGINE}
+#: The engine of each --populate choice (unless --engine names another): the fast populate of
+#: training.mocks.fastpop (the same galaxies in law) or halotools-IA's own populate (the reference).
+POPULATE_ENGINES = {"fast": "training.dataset.generate:fast_mock_engine", "halotools": DEFAULT_ENGINE}
+#: --populate when not given.
+DEFAULT_POPULATE = "fast"
 #: Environment variables that set per-process thread pools; pool and MPI workers default them to 1.
 THREAD_ENV = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: Environment variables by which MPI launchers announce the world size.
@@ -74,7 +81,6 @@ SUMS_NAME = "SHA256SUMS"
 #: Suffix of a damaged file moved aside (never read again, kept for inspection).
 BAD_SUFFIX = ".bad"
 #: Seconds between a pool worker's checks that its master is still alive.
-PARENT_POLL_SECONDS = 0.5
 _SUM_LINE = re.compile(r"^([0-9a-f]{64})  (\S+)$")
 _PART_NAME = re.compile(rf"^{PART_PREFIX}(\d+)\.npz$")
 
@@ -85,16 +91,31 @@ _PART_NAME = re.compile(rf"^{PART_PREFIX}(\d+)\.npz$")
 
 def mock_engine(catalog_spec: str):
     """The real engine: a halotools-IA mock model on a catalog ("default", "test" or a path)."""
-    from training.catalogs import load_catalog
-    from training.mocks import IAMockModel
+    from training.catalogs.sources import load_catalog
+    from training.mocks.model import IAMockModel
 
     catalog = load_catalog(catalog_spec)
     return IAMockModel(catalog), catalog
 
 
+def fast_mock_engine(catalog_spec: str):
+    """The paper's model with the fast populate (training.mocks.fastpop) on a catalog."""
+    from training.catalogs.sources import load_catalog
+    from training.mocks.fastpop import FastIAMockModel
+
+    catalog = load_catalog(catalog_spec)
+    return FastIAMockModel(catalog), catalog
+
+
+def populate_of(engine: str) -> str:
+    """The --populate choice an engine stands for ("fast", "halotools"), or "custom" for another engine."""
+    engine = ENGINE_ALIASES.get(engine, engine)
+    return next((name for name, spec in POPULATE_ENGINES.items() if spec == engine), "custom")
+
+
 def load_engine(spec: str):
     """Import the engine factory named "module:callable"."""
-    module, sep, name = spec.partition(":")
+    module, sep, name = ENGINE_ALIASES.get(spec, spec).partition(":")
     if not sep or not module or not name:
         raise ValueError(f"engine {spec!r} must look like 'module:callable'")
     return getattr(importlib.import_module(module), name)
@@ -396,12 +417,21 @@ def check_parts(parts: dict[int, dict], args, design: np.ndarray) -> None:
                              + ". Use another --out, or repeat the original arguments")
 
 
+def _canonical_config(config: dict) -> dict:
+    """The config with an engine's earlier spelling replaced by its current one (ENGINE_ALIASES), and the
+    populate of configs written before it was recorded (their engine's: halotools-IA for the real engine)."""
+    engine = config.get("engine")
+    config = {**config, "engine": ENGINE_ALIASES.get(engine, engine)} if engine in ENGINE_ALIASES else config
+    return config if "populate" in config or engine is None else {**config, "populate": populate_of(engine)}
+
+
 def can_extend(old: dict, new: dict) -> bool:
     """True when `new` only asks for more points of the same Sobol' design.
 
     A prefix of a scrambled Sobol' sequence is the shorter design and point seeds depend on
     (master seed, index) only, so the finished points of the smaller run are points of the larger.
     """
+    old, new = _canonical_config(old), _canonical_config(new)
     rest = [k for k in set(old) | set(new) if k != "n_points" and old.get(k) != new.get(k)]
     return not rest and new.get("design_method") == "sobol" and new["n_points"] >= old["n_points"]
 
@@ -410,6 +440,7 @@ def check_same_config(old: dict, new: dict, where: str, extend: bool = False) ->
     """Refuse to mix datasets: name every argument that differs (with extend=True, more Sobol' points are fine)."""
     if extend and can_extend(old, new):
         return
+    old, new = _canonical_config(old), _canonical_config(new)
     keys = sorted(set(old) | set(new))
     diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
     if diff:
@@ -478,198 +509,18 @@ def code_version() -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# expected galaxy counts (for --dry-run)
+# the task farm (training.common.tasks): each worker builds the engine's model once
 
 
-def expected_galaxy_counts(params: np.ndarray, host_mass: np.ndarray) -> np.ndarray:
-    """Mean galaxy count per design point from the Zheng07 occupation functions on host masses.
-
-    <Ncen> = (1 + erf((log M - logMmin) / sigma_logM)) / 2 and <Nsat> = ((M - M0) / M1)^alpha for
-    M > M0 (halotools' Zheng07 defaults: satellites not modulated by the central occupation).
-    """
-    from scipy.special import erf
-
-    params = np.atleast_2d(params)
-    log_m = np.log10(np.asarray(host_mass, dtype=np.float64))
-    m = 10.0 ** log_m
-    j = {n: PARAM_NAMES.index(n) for n in PARAM_NAMES}
-    out = np.empty(len(params))
-    for i, p in enumerate(params):
-        ncen = 0.5 * (1.0 + erf((log_m - p[j["logMmin"]]) / p[j["sigma_logM"]]))
-        excess = np.clip(m - 10.0 ** p[j["logM0"]], 0.0, None)
-        nsat = (excess / 10.0 ** p[j["logM1"]]) ** p[j["alpha"]]
-        out[i] = ncen.sum() + nsat.sum()
-    return out
+def engine_model(engine: str, catalog: str):
+    """A worker's state: the model of `engine` on `catalog` (the farm's setup)."""
+    return load_engine(engine)(catalog)[0]
 
 
-def host_masses(catalog) -> np.ndarray | None:
-    """Host-halo masses (Msun/h) of a catalog, or None if the catalog does not expose them."""
-    for name in ("host_mass", "host_masses"):
-        value = getattr(catalog, name, None)
-        if value is not None:
-            return np.asarray(value() if callable(value) else value, dtype=np.float64)
-    table = getattr(catalog, "halo_table", None)
-    if table is not None and "halo_mvir" in table.colnames:
-        mass = np.asarray(table["halo_mvir"], dtype=np.float64)
-        if "halo_upid" in table.colnames:
-            mass = mass[np.asarray(table["halo_upid"]) == -1]
-        return mass[mass > float(getattr(catalog, "min_host_mass", 0.0) or 0.0)]
-    return None
-
-
-# ----------------------------------------------------------------------------------------------
-# execution backends: submit a task, wait for one result
-
-
-class SerialBackend:
-    """In-process (--workers 1)."""
-
-    can_abort = False  # a point measured in this process cannot be cut short
-
-    def __init__(self, model):
-        self.model, self.capacity, self.queue = model, 1, []
-
-    def submit(self, task: Task) -> None:
-        self.queue.append(task)
-
-    def wait_one(self, timeout: float | None = None) -> dict:
-        return measure_point(self.model, self.queue.pop(0))
-
-    def shutdown(self, abort: bool = False) -> None:
-        self.queue.clear()
-
-
-_WORKER_MODEL = None
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """Make this worker die with its master, even one killed by SIGKILL (which runs no clean-up).
-
-    On Linux the kernel sends SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG; this acts even
-    while the worker is inside compiled code). Everywhere, a daemon thread also checks every
-    PARENT_POLL_SECONDS that the parent is still `parent_pid` (an orphan is re-parented) and exits
-    otherwise. The resource tracker exits by itself once the master and the workers are gone.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the master died before the watch began
-        os._exit(1)
-
-    def watch():
-        while True:
-            time.sleep(PARENT_POLL_SECONDS)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="iaemu-parent-watch", daemon=True).start()
-
-
-def _init_worker(engine: str, catalog: str, parent_pid: int | None = None) -> None:
-    global _WORKER_MODEL
-    if parent_pid is not None:
-        _exit_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master handles Ctrl-C and shuts the pool down
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _WORKER_MODEL = load_engine(engine)(catalog)[0]
-
-
-def _pool_task(task: Task) -> dict:
-    return measure_point(_WORKER_MODEL, task)
-
-
-class PoolBackend:
-    """A `spawn` process pool; each worker builds the model once (see the module docstring)."""
-
-    def __init__(self, n_workers: int, engine: str, catalog: str):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.capacity = n_workers
-        self.can_abort = True
-        self.pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(engine, catalog, os.getpid()))
-        self.futures = set()
-
-    def submit(self, task: Task) -> None:
-        self.futures.add(self.pool.submit(_pool_task, task))
-
-    def wait_one(self, timeout: float | None = None) -> dict | None:
-        """The next finished point, or None if none finished within `timeout` seconds."""
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        done, _ = wait(self.futures, timeout=timeout, return_when=FIRST_COMPLETED)
-        if not done:
-            return None
-        future = done.pop()
-        self.futures.discard(future)
-        return future.result()
-
-    def shutdown(self, abort: bool = False) -> None:
-        """Normal end: wait for the workers. Abort (Ctrl-C, SIGTERM): kill them; their points are lost."""
-        if abort:
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()
-        self.pool.shutdown(wait=not abort, cancel_futures=True)
-
-
-TAG_TASK, TAG_RESULT, TAG_STOP = 1, 2, 3
-
-
-class MPIBackend:
-    """Master side of the master/worker loop: rank 0 hands one task at a time to idle ranks."""
-
-    def __init__(self, comm):
-        self.comm = comm
-        self.idle = list(range(1, comm.Get_size()))
-        self.capacity = len(self.idle)
-        self.requests = {}
-        self.stopped = False
-        self.can_abort = False  # busy ranks cannot be interrupted; the launcher's walltime is the hard limit
-
-    def submit(self, task: Task) -> None:
-        rank = self.idle.pop()
-        self.comm.send(task, dest=rank, tag=TAG_TASK)
-        self.requests[rank] = self.comm.irecv(source=rank, tag=TAG_RESULT)
-
-    def wait_one(self, timeout: float | None = None) -> dict:
-        while True:  # poll with a short sleep: a blocking receive busy-waits a core in MPICH
-            for rank, req in list(self.requests.items()):
-                ok, part = req.test()
-                if ok:
-                    del self.requests[rank]
-                    self.idle.append(rank)
-                    return part
-            time.sleep(0.005)
-
-    def shutdown(self, abort: bool = False) -> None:
-        """Collect (and drop) results still in flight, then tell every worker to stop. Idempotent."""
-        for req in self.requests.values():
-            req.wait()
-        self.requests.clear()
-        if not self.stopped:
-            for rank in range(1, self.comm.Get_size()):
-                self.comm.send(None, dest=rank, tag=TAG_STOP)
-            self.stopped = True
-
-
-def mpi_worker_loop(comm, engine: str, catalog: str) -> None:
-    """Worker ranks: receive tasks until told to stop; build the model at the first task."""
-    from mpi4py import MPI
-
-    model = None
-    status = MPI.Status()
-    while True:
-        task = comm.recv(source=0, tag=MPI.ANY_TAG, status=status)
-        if status.Get_tag() == TAG_STOP:
-            return
-        if model is None:
-            model = load_engine(engine)(catalog)[0]
-        comm.send(measure_point(model, task), dest=0, tag=TAG_RESULT)
+def make_farm(args, model=None):
+    """In process (--workers 1, with the `model` already built) or a spawn pool of --workers processes."""
+    return tasks.make_farm(measure_point, engine_model, (args.engine, args.catalog), workers=args.workers,
+                           state=model)
 
 
 def mpi_world():
@@ -712,7 +563,7 @@ def run_config(args, catalog) -> dict:
                 n_orientation_draws=args.orientation_draws, design_method=args.method, domain=domain.to_dict(),
                 catalog_id=str(getattr(catalog, "catalog_id", args.catalog)),
                 catalog_hash=str(getattr(catalog, "catalog_hash", "")), engine=args.engine,
-                schema_version=SCHEMA_VERSION)
+                populate=populate_of(args.engine), schema_version=SCHEMA_VERSION)
 
 
 def dataset_attrs(config: dict, command: str) -> dict:
@@ -720,7 +571,7 @@ def dataset_attrs(config: dict, command: str) -> dict:
                 code_version=code_version(), creation_command=command, master_seed=config["master_seed"],
                 n_realisations=config["n_realisations"], n_orientation_draws=config["n_orientation_draws"],
                 design_method=config["design_method"], n_points_design=config["n_points"],
-                generation_config=json.dumps(config, sort_keys=True))
+                populate=_canonical_config(config).get("populate", "custom"), generation_config=json.dumps(config, sort_keys=True))
 
 
 def existing_dataset(out: Path, config: dict, store: PartsStore | None = None, move_damaged: bool = True):
@@ -823,7 +674,7 @@ def make_task(args, design, index) -> Task:
     return Task(int(index), design[index], point_seed(args.seed, index), args.realisations, args.orientation_draws)
 
 
-def run(args, mpi_backend: MPIBackend | None = None) -> int:
+def run(args, mpi_farm=None) -> int:
     """The master: plan, skip finished points, hand out tasks, write parts, merge.
 
     Returns 0, 1 if a worker process died, 130 / 143 if interrupted by SIGINT / SIGTERM.
@@ -833,15 +684,15 @@ def run(args, mpi_backend: MPIBackend | None = None) -> int:
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; expected a file name such as {out / 'data.h5'}")
     if args.dry_run:  # reads, never writes (so takes no lock)
-        return _run_locked(args, mpi_backend, out, command)
+        return _run_locked(args, mpi_farm, out, command)
     out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out, command):
         for stale in stale_temporaries(out):  # a merge killed while writing FILE
             stale.unlink(missing_ok=True)
-        return _run_locked(args, mpi_backend, out, command)
+        return _run_locked(args, mpi_farm, out, command)
 
 
-def _run_locked(args, mpi_backend, out: Path, command: str) -> int:
+def _run_locked(args, mpi_farm, out: Path, command: str) -> int:
     """The body of `run`, with the output's lock held (or a dry run)."""
     from tqdm import tqdm
 
@@ -882,13 +733,13 @@ def _run_locked(args, mpi_backend, out: Path, command: str) -> int:
         print(f"merged {store.dir} into {out}: {_status_line(ds)}")
         return 0
 
-    if mpi_backend is not None:
-        backend = mpi_backend
+    if mpi_farm is not None:
+        backend = mpi_farm
     elif args.workers > 1:
         del model  # the master does not measure; free the memory before the workers start
-        backend = PoolBackend(args.workers, args.engine, args.catalog)
+        backend = make_farm(args)
     else:
-        backend = SerialBackend(model)
+        backend = make_farm(args, model)
 
     start = time.monotonic()
     hard_limit = None if args.max_seconds is None or not backend.can_abort else args.max_seconds + args.grace
@@ -981,19 +832,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the design, expected galaxy counts and a time estimate (times one point)")
     p.add_argument("--merge-only", action="store_true", help="merge OUT.parts/ into OUT and exit")
     p.add_argument("--retry-errors", action="store_true", help="measure again the points that failed")
-    p.add_argument("--engine", default=DEFAULT_ENGINE, help=argparse.SUPPRESS)
+    p.add_argument("--populate", choices=sorted(POPULATE_ENGINES), default=None,
+                   help=f"galaxy populate: 'fast' (training.mocks.fastpop, the same galaxies in law) or 'halotools' "
+                        f"(halotools-IA's own, the reference); recorded in the dataset, which never mixes the two "
+                        f"(default {DEFAULT_POPULATE})")
+    p.add_argument("--engine", default=None, help=argparse.SUPPRESS)
     add_debug_argument(p)
     return p
 
 
 def main(argv=None) -> int:
-    """Entry point of `iaemu-generate`; returns the exit status (see `training.cli.run_command`)."""
+    """Entry point of `iaemu-generate`; returns the exit status (see `training.common.cli.run_command`)."""
     return run_command("iaemu-generate", _main, argv)
 
 
 def _main(argv: list) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if args.engine is None:
+        args.engine = POPULATE_ENGINES[args.populate or DEFAULT_POPULATE]
+    elif args.populate is not None:
+        raise ValueError(f"--populate {args.populate} and --engine {args.engine} both given: an engine does its own "
+                         "populate; give one of them")
     lo, hi = args.logMmin_range
     if not lo < hi:
         raise ValueError(f"--logMmin-range {lo:g} {hi:g}: need LO < HI")
@@ -1015,15 +875,12 @@ def _main(argv: list) -> int:
 
 def _run(args, comm) -> int:
     """The body of `main` once the arguments are checked."""
-    if comm is not None and comm.Get_rank() > 0:
-        mpi_worker_loop(comm, args.engine, args.catalog)
-        return 0
-    backend = MPIBackend(comm) if comm is not None else None
-    try:
-        return run(args, backend)
-    finally:
-        if backend is not None:  # release the workers whatever happened (dry run, refusal, error)
-            backend.shutdown()
+    if comm is None:
+        return run(args)
+    with tasks.mpi_farm(comm, measure_point, engine_model, (args.engine, args.catalog)) as farm:
+        if farm is None:  # a worker rank: it served points until rank 0 was done
+            return 0
+        return run(args, farm)
 
 
 if __name__ == "__main__":

@@ -26,17 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 
 import numpy as np
 
-from iaemu_theory.conventions import BIN_CENTRES, BIN_EDGES, DEFAULT_REALISATIONS, STATISTICS
+from iaemu_theory.conventions import ALIGNMENT_PARAMS, BIN_CENTRES, DEFAULT_REALISATIONS, STATISTICS
+from training.common import tasks as farms
+from training.common.cli import add_debug_argument, run_command
+from training.common.fileio import atomic_savez
 
 __all__ = ["main", "node_grid", "run_grid", "AlignmentSurface", "PolynomialSurface", "grid_posterior",
            "posterior_moments", "reference_scatter", "mock_likelihood", "emulator_mcmc"]
@@ -60,31 +61,29 @@ def node_seed(seed: int, sample: int, i: int, j: int) -> int:
     return int(np.random.SeedSequence([_SEED_TAG, seed, sample, i, j]).generate_state(1, np.uint32)[0] >> 1)
 
 
-_WORKER: dict = {}
-
-
-def _init_worker(catalog_name: str, threads: int | None):
+def mock_model(catalog_name: str, threads: int | None = None):
+    """A worker's state (the task farm's setup): the mock model on the catalog, numba limited to `threads`."""
     import numba
 
     if threads:
         numba.set_num_threads(int(threads))
-    from training.catalogs import load_catalog
-    from training.mocks import IAMockModel
+    from training.catalogs.sources import load_catalog
+    from training.mocks.model import IAMockModel
 
-    catalog = _WORKER.get("catalog")
-    if catalog is None:
-        catalog = load_catalog(catalog_name)
-    _WORKER["model"] = IAMockModel(catalog)
+    return IAMockModel(load_catalog(catalog_name))
 
 
-def _measure_node(key, params, seed, realisations):
-    """Worker: one node's mock, returned as plain arrays with its wall time."""
+def measure_node(model, node):
+    """One node's mock (the task farm's work): (key, stats, n_galaxies, wall seconds) for node (key, params, seed,
+    realisations)."""
+    key, params, seed, realisations = node
     t0 = time.perf_counter()
-    res = _WORKER["model"].measure(params, seed=seed, n_realisations=realisations)
+    res = model.measure(params, seed=seed, n_realisations=realisations)
     return key, res.stats, res.n_galaxies, time.perf_counter() - t0
 
 
-def _node_path(work: Path, key) -> Path:
+def node_path(work: Path, key) -> Path:
+    """The file of node `key` in the folder `work` (a grid node (i, j) or a named diagnostic mock)."""
     return work / (f"node_{key[0]:02d}_{key[1]:02d}.npz" if isinstance(key, tuple) else f"node_{key}.npz")
 
 
@@ -102,9 +101,7 @@ def _load_node(path: Path, meta: str):
 
 
 def _save_node(path: Path, meta: str, stats, n_galaxies, wall_s):
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(meta), stats=stats, n_galaxies=n_galaxies, wall_s=np.array(wall_s))
-    os.replace(tmp, path)
+    atomic_savez(path, meta=np.array(meta), stats=stats, n_galaxies=n_galaxies, wall_s=np.array(wall_s))
 
 
 def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: int, workers: int = 1,
@@ -122,7 +119,7 @@ def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: 
     results, todo = {}, {}
     for key, (params, seed) in tasks.items():
         meta = _node_meta(params, seed, realisations, chash)
-        path = _node_path(work, key)
+        path = node_path(work, key)
         if path.is_file():
             try:
                 results[key] = _load_node(path, meta)
@@ -137,34 +134,27 @@ def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: 
     if not todo:
         return results
     bar = tqdm(total=len(todo), desc="halotools-IA mocks", unit="node", disable=not progress)
-    _WORKER["catalog"] = catalog
-    try:
-        if workers <= 1:
-            _init_worker(catalog_name, threads)
-            for key, (params, seed, meta) in todo.items():
-                _, stats, ngal, wall = _measure_node(key, params, seed, realisations)
-                _save_node(_node_path(work, key), meta, stats, ngal, wall)
-                results[key] = (stats, ngal, wall)
-                bar.update()
-        else:
-            import multiprocessing as mp
+    if workers <= 1:
+        if threads:
+            import numba
 
-            ctx = mp.get_context("spawn")  # fork after JAX, numba or torch threads can deadlock
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(catalog_name, threads or 1)) as pool:
-                futures = {pool.submit(_measure_node, key, params, seed, realisations): meta
-                           for key, (params, seed, meta) in todo.items()}
-                for fut in as_completed(futures):
-                    key, stats, ngal, wall = fut.result()
-                    _save_node(_node_path(work, key), futures[fut], stats, ngal, wall)
-                    results[key] = (stats, ngal, wall)
-                    bar.update()
-    except BrokenProcessPool:
-        raise SystemExit(f"a worker process died; {len(results)} of {len(tasks)} node(s) are saved in {work}: "
-                         f"run the same command again to resume") from None
+            numba.set_num_threads(int(threads))
+        from training.mocks.model import IAMockModel
+
+        farm = farms.SerialFarm(measure_node, state=IAMockModel(catalog))
+    else:
+        farm = farms.PoolFarm(workers, measure_node, mock_model, (catalog_name, threads or 1))
+    nodes = [(key, params, seed, realisations) for key, (params, seed, _) in todo.items()]
+    try:
+        for key, stats, ngal, wall in farms.run_all(farm, nodes):
+            _save_node(node_path(work, key), todo[key][2], stats, ngal, wall)
+            results[key] = (stats, ngal, wall)
+            bar.update()
+    except BrokenExecutor:
+        raise farms.WorkerLost(f"a worker process died; {len(results)} of {len(tasks)} node(s) are saved in {work}: "
+                           "run the same command again to resume") from None
     finally:
         bar.close()
-        _WORKER.pop("catalog", None)
     return results
 
 
@@ -269,7 +259,7 @@ def zoom_grid(posteriors, n_sigma: float = 5.0, n: int = 121) -> tuple[np.ndarra
     """Axes (mu_cen, mu_sat) of an n x n grid covering mean +- n_sigma std of every posterior given (within
     [-1, 1]): where the figure zooms in, resolved far better than the full-prior grid."""
     axes = []
-    for name in ("mu_cen", "mu_sat"):
+    for name in ALIGNMENT_PARAMS:
         lo = min(p[name]["mean"] - n_sigma * p[name]["std"] for p in posteriors)
         hi = max(p[name]["mean"] + n_sigma * p[name]["std"] for p in posteriors)
         axes.append(np.linspace(max(lo, -1.0), min(hi, 1.0), n))
@@ -290,7 +280,7 @@ def posterior_moments(x, logpost: np.ndarray) -> dict:
     p /= p.sum()
     axes = x if isinstance(x, tuple) else (x, x)
     out = {}
-    for k, name in enumerate(("mu_cen", "mu_sat")):
+    for k, name in enumerate(ALIGNMENT_PARAMS):
         x = axes[k]
         marg = p.sum(axis=1 - k)
         mean = float((marg * x).sum())
@@ -344,7 +334,7 @@ def emulator_mcmc(artifact: str | None, sample: int, seed: int, max_samples: int
     out = {"wall_s": t2 - t0, "init_s": t1 - t0, "sampling_s": t2 - t1,
            "likelihood_calls": int(round(float(s["weight"].sum()))), "accepted": int(len(s)),
            "converged": bool(getattr(sampler, "converged", False))}
-    for name in ("mu_cen", "mu_sat"):
+    for name in ALIGNMENT_PARAMS:
         v = burn[name].to_numpy(dtype=float)
         mean = float(np.average(v, weights=w))
         out[name] = {"mean": mean, "std": float(np.sqrt(np.average((v - mean) ** 2, weights=w)))}
@@ -355,7 +345,7 @@ def compare(direct: dict, emulator: dict, scatter: dict | None = None) -> dict:
     """|emulator mean - direct mean| in units of the direct sigma, and of the two sigmas in quadrature;
     with `scatter` (reference_scatter) also the reference's own noise in units of the direct sigma."""
     out = {}
-    for name in ("mu_cen", "mu_sat"):
+    for name in ALIGNMENT_PARAMS:
         d, e = direct[name], emulator[name]
         diff = e["mean"] - d["mean"]
         out[name] = {"difference": diff, "in_direct_sigma": abs(diff) / d["std"],
@@ -370,9 +360,6 @@ def compare(direct: dict, emulator: dict, scatter: dict | None = None) -> dict:
 def _posterior_figure(path_base: Path, x, lp_direct, lp_emu, mcmc, sample, labels, zoom=None):
     """Left: the 68% and 95% regions in the whole prior square; right (zoom = (x_cen, x_sat, lp_direct,
     lp_emu) on a finer local grid): the same regions where the posteriors are."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     def levels(lp):
@@ -407,9 +394,6 @@ def _posterior_figure(path_base: Path, x, lp_direct, lp_emu, mcmc, sample, label
 
 def _statistics_figure(path_base: Path, mock_stats, emu_at_mock, emu_at_emu, sample, point, emu_point,
                        direct_omega=None, n_node_realisations: int = 0):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from iaemu_theory.tng300 import load_tng300
@@ -466,7 +450,8 @@ def _scatter_text(report: dict) -> str:
             f"{c['mu_sat']['reference_scatter_in_direct_sigma']:.2f} sigma_direct.")
 
 
-def _markdown(report: dict) -> str:
+def render_markdown(report: dict) -> str:
+    """The validation page of one sample from its report (the JSON beside it)."""
     s = report["sample"]
     d, e, g, c = (report["direct"]["posterior"], report["emulator"].get("mcmc"), report["emulator"]["grid"],
                   report["comparison"])
@@ -481,7 +466,7 @@ def _markdown(report: dict) -> str:
              + _scatter_text(report), "",
              "| parameter | halotools-IA (grid) | emulator (mcmc) | emulator (grid) | difference / sigma_direct |"
              " std ratio |", "|---|---|---|---|---|---|"]
-    for name in ("mu_cen", "mu_sat"):
+    for name in ALIGNMENT_PARAMS:
         em = f"{e[name]['mean']:.4f} ± {e[name]['std']:.4f}" if e else "n/a"
         lines.append(f"| {name} | {d[name]['mean']:.4f} ± {d[name]['std']:.4f} | {em} | "
                      f"{g[name]['mean']:.4f} ± {g[name]['std']:.4f} | {c[name]['in_direct_sigma']:.2f} | "
@@ -539,46 +524,49 @@ def _parser():
                    help="checkpoint folder of the mock nodes (default: validation_work/sample<S>-<catalog>-g<G>-r<R>-s<seed>)")
     p.add_argument("--out", default="docs/results", help="folder of the report (JSON, markdown) and figures (default docs/results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_debug_argument(p)
     return p
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Entry point of `iaemu-validate`; returns the exit status (see `training.common.cli.run_command`)."""
+    return run_command("iaemu-validate", _main, argv)
+
+
+def _main(argv: list) -> int:
     args = _parser().parse_args(argv)
     for name in ("grid", "realisations", "workers", "fine"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"--{name} {getattr(args, name)}: must be a positive integer")
+            raise ValueError(f"--{name} {getattr(args, name)}: must be a positive integer")
     if args.bootstrap < 0:
-        raise SystemExit(f"--bootstrap {args.bootstrap}: must be 0 (none) or a positive integer")
+        raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (none) or a positive integer")
     if args.surrogate == "legendre":
         degree = args.degree if args.degree is not None else min(5, args.grid - 2)
         if not 1 <= degree <= args.grid - 1:
-            raise SystemExit(f"--degree {degree}: must lie in [1, grid - 1 = {args.grid - 1}]")
+            raise ValueError(f"--degree {degree}: must lie in [1, grid - 1 = {args.grid - 1}]")
         make_surface = lambda x, y, sigma: PolynomialSurface(x, y, degree, sigma=sigma)  # noqa: E731
     else:
         if args.degree is not None:
-            raise SystemExit("--degree applies to --surrogate legendre only")
+            raise ValueError(f"--degree {args.degree}: applies to --surrogate legendre only")
         degree = None
         make_surface = AlignmentSurface
 
     from iaemu_theory.emulator import Emulator
     from iaemu_theory.theory import resolve_artifact
     from iaemu_theory.tng300 import TNG300_HOD
-    from training.catalogs import load_catalog
+    from training.catalogs.sources import load_catalog
 
     artifact = resolve_artifact(args.artifact)
-    try:
-        emu = Emulator.load(artifact, device="cpu", dtype="float64")
-    except FileNotFoundError as err:
-        raise SystemExit(f"iaemu-validate: {err}") from None
+    emu = Emulator.load(artifact, device="cpu", dtype="float64")
     if not np.allclose(emu.r, BIN_CENTRES):
-        raise SystemExit(f"the emulator's bins {emu.r} differ from the mocks' {BIN_CENTRES}")
+        raise ValueError(f"the emulator's bins {emu.r} differ from the mocks' {BIN_CENTRES}")
     t_cat = time.perf_counter()
     catalog = load_catalog(args.catalog)
     print(f"catalog {catalog.catalog_id} loaded in {time.perf_counter() - t_cat:.1f} s", flush=True)
     hod = dict(TNG300_HOD[args.sample])
     point = lambda mc, ms: {"mu_cen": float(mc), "mu_sat": float(ms), **hod}  # noqa: E731
     if not emu.domain.contains(point(0.0, 0.0))[0]:
-        raise SystemExit(f"TNG300 sample {args.sample}'s HOD {hod} lies outside the emulator's training domain")
+        raise ValueError(f"TNG300 sample {args.sample}'s HOD {hod} lies outside the emulator's training domain")
 
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -603,10 +591,7 @@ def main(argv=None):
         noise = np.nanstd(node_omega, axis=1, ddof=1) / np.sqrt(args.realisations)
     node_walls = np.array([results[k][2] for k in tasks])
     n_gal = np.array([np.mean(results[k][1]) for k in tasks])
-    try:
-        surface = make_surface(node_x, means, noise if args.realisations > 1 else None)
-    except ValueError as err:
-        raise SystemExit(f"iaemu-validate: {err}") from None
+    surface = make_surface(node_x, means, noise if args.realisations > 1 else None)
 
     # 2. posteriors on the fine grid: direct (surrogate of the mocks) and emulator
     like = mock_likelihood(args.sample, emu.r)
@@ -651,7 +636,7 @@ def main(argv=None):
     _posterior_figure(out / figures["posterior"], x, lp_direct, lp_emu, mcmc, args.sample,
                       ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"), zoom=zoom)
     _statistics_figure(out / figures["statistics"], at_mean[0], emu_at_mock, emu_at_emu, args.sample,
-                       mean_point, {n: mcmc[n]["mean"] for n in ("mu_cen", "mu_sat")},
+                       mean_point, {n: mcmc[n]["mean"] for n in ALIGNMENT_PARAMS},
                        direct_omega=direct_at_mean, n_node_realisations=int(np.isfinite(node_omega).any(axis=2).sum()))
     report = {
         "sample": args.sample, "hod": hod,
@@ -671,9 +656,9 @@ def main(argv=None):
                  "err": data_err.tolist()},
     }
     (out / f"{base}.json").write_text(json.dumps(report, indent=1, default=float))
-    (out / f"{base}.md").write_text(_markdown(report))
-    print(_markdown(report))
-    worst = max(comparison[n]["in_direct_sigma"] for n in ("mu_cen", "mu_sat"))
+    (out / f"{base}.md").write_text(render_markdown(report))
+    print(render_markdown(report))
+    worst = max(comparison[n]["in_direct_sigma"] for n in ALIGNMENT_PARAMS)
     print(f"largest difference: {worst:.2f} sigma ({'within' if worst < 1 else 'NOT within'} the 1-sigma target)")
     return 0
 

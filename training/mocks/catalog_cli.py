@@ -5,8 +5,15 @@ import argparse
 import sys
 import warnings
 
+from training.common.cli import add_debug_argument, run_command
+
 
 def main(argv=None) -> int:
+    """Entry point of `iaemu-catalog`; returns the exit status (see `training.common.cli.run_command`)."""
+    return run_command("iaemu-catalog", _main, argv)
+
+
+def _main(argv: list) -> int:
     parser = argparse.ArgumentParser(prog="iaemu-catalog", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="run ICs + PM + FoF and write the catalog file (resumes from checkpoints)")
@@ -26,11 +33,13 @@ def main(argv=None) -> int:
     c.add_argument("--out", default="docs/results")
     c.add_argument("--models", type=int, nargs="+", default=[1, 2], help="halo model versions to compare (default 1 2)")
     c.add_argument("--realisations", type=int, default=10)
+    for command in (b, v, c):
+        add_debug_argument(command)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
     if args.command == "compare-models":
-        from .halos import get_model
-        from .validate import compare_models
+        from training.catalogs.nbody.halos import get_model
+        from training.mocks.catalog_validation import compare_models
 
         for version in args.models:
             try:
@@ -39,9 +48,9 @@ def main(argv=None) -> int:
                 parser.error(str(err))
         compare_models(args.out, models=tuple(args.models), realisations=args.realisations)
         return 0
-    from .simulation import PRESETS
+    from training.catalogs.nbody.simulation import PRESETS
 
-    from .catalog import split_name
+    from training.catalogs.nbody.catalog import split_name
 
     try:
         base, _ = split_name(args.preset)
@@ -50,12 +59,12 @@ def main(argv=None) -> int:
     if base not in PRESETS:
         parser.error(f"unknown preset {args.preset!r}; expected one of {sorted(PRESETS)}")
     if args.command == "build":
-        from .catalog import build_catalog
+        from training.catalogs.nbody.catalog import build_catalog
 
         path = build_catalog(args.preset, args.seed, out=args.out, progress=True, cache_dir=args.cache_dir)
         print(path)
         return 0
-    from .validate import validate
+    from training.mocks.catalog_validation import validate
 
     validate(args.preset, args.seed, out_dir=args.out, cache_dir=args.cache_dir, realisations=args.realisations,
              mocks=not args.skip_mocks)

@@ -2,12 +2,16 @@
 velocities, Tinker08 rank-matched masses, R_vir, c(M), shapes from inertia tensors of the members, and
 satellite sites ("subhalo" rows) drawn from a triaxial NFW along the measured axes.
 
-Two halo models (``MODELS``) share the same simulation and FoF groups and differ only in the shape
-estimators and the satellite profile: v1 (reduced tensor inside R_vir, NFW with c(M)) and v2 (non-reduced
-tensor inside R_vir/2 for the axis, Allgood et al. 2006 iterative ratios inside R_vir, NFW with c(M)/2),
-chosen by the measured realism test in docs/catalog.md.
+The halo model versions (``MODELS``, each a frozen `HaloModel`) share the same simulation and FoF groups and
+differ only in the shape estimators and the satellite profile: v1 (reduced tensor inside R_vir, NFW with
+c(M)), v2 (non-reduced tensor inside R_vir/2 for the axis, Allgood et al. 2006 iterative ratios inside R_vir,
+NFW with c(M)/2), v3 and v4 (v2 plus subhalo masses at the satellite sites in the axis tensor), chosen by the
+measured realism test in docs/catalog.md.
 """
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from numba import njit
@@ -198,26 +202,75 @@ def _ellipsoid_shapes(pos, members, offsets, lengths, centres, radius, boxsize, 
         out_ratios[g, 1] = s
 
 
-#: Halo models on the same FoF groups. axis_*: the estimator of the major/intermediate axes (halo_axisA,
-#: the central galaxies' reference and the satellite frame); ratio_*: the estimator of b/a, c/a (halo_b_to_a,
-#: halo_c_to_a, the satellite stretch); conc_factor multiplies c(M) for the satellite NFW profile.
-MODELS = {
-    1: {"axis_radius": 1.0, "axis_reduced": True, "axis_iterative": False,
-        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": False, "conc_factor": 1.0},
-    2: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
-        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5},
-    3: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
-        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5,
-        "site_mass_fsub": 0.1},
-    4: {"axis_radius": 0.5, "axis_reduced": False, "axis_iterative": False,
-        "ratio_radius": 1.0, "ratio_reduced": True, "ratio_iterative": True, "conc_factor": 0.5,
-        "site_mass_fsub": 0.1, "site_radius": 0.75},
-}
-#: site_mass_fsub > 0 (v3): every satellite site gets a subhalo mass (SHMF_EVOLVED with that f_sub), and the sites
-#: inside the axis aperture add m x x^T to the host's (non-reduced) tensor before its major axis is taken, as a halo
-#: finder's axis includes its subhalos' particles. The sites themselves are drawn in the frame without them.
-#: site_radius (v4): the sites inside this many R_vir enter the tensor (`site_radius()`; default: axis_radius, the
-#: members' window).
+@dataclass(frozen=True)
+class HaloModel:
+    """One halo model version: the shape estimators and the satellite-site profile, on the same FoF groups.
+
+    axis_*: the estimator of the major/intermediate axes (halo_axisA, the central galaxies' reference and the
+    satellite frame), as (aperture in R_vir, reduced tensor, iterative); ratio_*: the estimator of b/a, c/a
+    (halo_b_to_a, halo_c_to_a, the satellite stretch); conc_factor multiplies c(M) for the satellite NFW profile.
+    site_mass_fsub > 0 (v3): every satellite site gets a subhalo mass (SHMF_EVOLVED with that f_sub), and the sites
+    inside the axis aperture add m x x^T to the host's (non-reduced) tensor before its major axis is taken, as a
+    halo finder's axis includes its subhalos' particles; the sites themselves are drawn in the frame without them.
+    site_radius (v4): the sites inside this many R_vir enter the tensor (None: axis_radius, the members' window).
+    """
+
+    version: int
+    axis_radius: float
+    axis_reduced: bool
+    axis_iterative: bool
+    ratio_radius: float
+    ratio_reduced: bool
+    ratio_iterative: bool
+    conc_factor: float
+    site_mass_fsub: float = 0.0
+    site_radius: float | None = None
+
+    @property
+    def site_window(self) -> float:
+        """The window of the satellite sites in the axis tensor, in R_vir."""
+        return float(self.axis_radius if self.site_radius is None else self.site_radius)
+
+    def to_dict(self) -> dict:
+        """The estimator fields as catalog metadata records them (`halo_model_spec`; the site options only when set)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "version"}
+        if not self.site_mass_fsub:
+            out.pop("site_mass_fsub")
+        if self.site_radius is None:
+            out.pop("site_radius")
+        return out
+
+    @classmethod
+    def from_dict(cls, spec: dict, version: int = 0) -> "HaloModel":
+        """A model from a `halo_model_spec` record (as `to_dict` writes it)."""
+        return cls(version=int(version), **spec)
+
+    def variant(self, text: str, version: int) -> "HaloModel":
+        """This model with 'KEY=VALUE,...' overrides (values parsed as JSON: numbers, true/false), as `version`."""
+        known = [f.name for f in fields(self) if f.name != "version"]
+        overrides = {}
+        for item in filter(None, text.split(",")):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"variant item {item!r}: expected KEY=VALUE")
+            if key not in known:
+                raise ValueError(f"variant key {key!r}: expected one of {sorted(known)}")
+            overrides[key] = json.loads(value)
+        return replace(self, version=int(version), **overrides)
+
+
+#: The halo model versions, by number.
+MODELS: dict[int, HaloModel] = {m.version: m for m in (
+    HaloModel(1, axis_radius=1.0, axis_reduced=True, axis_iterative=False,
+              ratio_radius=1.0, ratio_reduced=True, ratio_iterative=False, conc_factor=1.0),
+    HaloModel(2, axis_radius=0.5, axis_reduced=False, axis_iterative=False,
+              ratio_radius=1.0, ratio_reduced=True, ratio_iterative=True, conc_factor=0.5),
+    HaloModel(3, axis_radius=0.5, axis_reduced=False, axis_iterative=False,
+              ratio_radius=1.0, ratio_reduced=True, ratio_iterative=True, conc_factor=0.5, site_mass_fsub=0.1),
+    HaloModel(4, axis_radius=0.5, axis_reduced=False, axis_iterative=False,
+              ratio_radius=1.0, ratio_reduced=True, ratio_iterative=True, conc_factor=0.5, site_mass_fsub=0.1,
+              site_radius=0.75),
+)}
 
 #: Evolved subhalo mass function of Jiang & van den Bosch (2016, MNRAS 458, 2848; universal fit, all orders):
 #: dN/dln(psi) = gamma psi^alpha exp(-beta psi^omega), psi = present-day subhalo mass / host mass, gamma = 0.31 f_sub.
@@ -229,16 +282,12 @@ SHMF_EVOLVED = {"gamma_per_fsub": 0.31, "alpha": -0.82, "beta": 50.0, "omega": 4
 DEFAULT_MODEL = 4
 
 
-def site_radius(spec: dict) -> float:
-    """The window of the satellite sites in a halo model's axis tensor, in R_vir: `site_radius`, else the members'
-    window `axis_radius` (v3)."""
-    return float(spec.get("site_radius", spec["axis_radius"]))
-
-
-def get_model(version: int) -> dict:
-    if int(version) not in MODELS:
-        raise ValueError(f"unknown halo model version {version!r}; expected one of {sorted(MODELS)}")
-    return MODELS[int(version)]
+def get_model(version: int) -> HaloModel:
+    """The halo model `version` (ValueError naming the known versions)."""
+    try:
+        return MODELS[int(version)]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"unknown halo model version {version!r}; expected one of {sorted(MODELS)}") from None
 
 
 def site_mass_fractions(nsite: np.ndarray, f_sub: float, seed: int) -> np.ndarray:
@@ -368,12 +417,12 @@ def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bo
     ninside = np.empty(ng, dtype=np.int64)
     _group_shapes(pos, members, offsets, lengths, centres, rvir, float(boxsize), 10, axes, ratios, ninside)
     spec = get_model(model)
-    if (spec["axis_radius"], spec["axis_reduced"], spec["axis_iterative"]) != (1.0, True, False):
-        axes, _ = group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, spec["axis_radius"],
-                               spec["axis_reduced"], spec["axis_iterative"])
-    if (spec["ratio_radius"], spec["ratio_reduced"], spec["ratio_iterative"]) != (1.0, True, False):
-        _, ratios = group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, spec["ratio_radius"],
-                                 spec["ratio_reduced"], spec["ratio_iterative"])
+    if (spec.axis_radius, spec.axis_reduced, spec.axis_iterative) != (1.0, True, False):
+        axes, _ = group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, spec.axis_radius,
+                               spec.axis_reduced, spec.axis_iterative)
+    if (spec.ratio_radius, spec.ratio_reduced, spec.ratio_iterative) != (1.0, True, False):
+        _, ratios = group_shapes(pos, members, offsets, lengths, centres, rvir, boxsize, spec.ratio_radius,
+                                 spec.ratio_reduced, spec.ratio_iterative)
     hosts = {
         "x": np.mod(centres[:, 0], boxsize), "y": np.mod(centres[:, 1], boxsize), "z": np.mod(centres[:, 2], boxsize),
         "vx": vmean[:, 0], "vy": vmean[:, 1], "vz": vmean[:, 2],
@@ -381,10 +430,10 @@ def find_halos(pos: np.ndarray, mom: np.ndarray, preset, seed: int, progress: bo
         "axisA": axes[:, :3], "axisB": axes[:, 3:], "b_to_a": ratios[:, 0], "c_to_a": ratios[:, 1],
         "n_inside_rvir": ninside,
     }
-    sites = satellite_sites(hosts, boxsize, seed, conc_factor=spec["conc_factor"])
-    if spec.get("site_mass_fsub", 0.0) > 0:
-        axes = axes_with_sites(pos, members, offsets, lengths, centres, hosts, sites, spec["axis_radius"], boxsize,
-                               spec["site_mass_fsub"], seed, site_radius(spec))
+    sites = satellite_sites(hosts, boxsize, seed, conc_factor=spec.conc_factor)
+    if spec.site_mass_fsub > 0:
+        axes = axes_with_sites(pos, members, offsets, lengths, centres, hosts, sites, spec.axis_radius, boxsize,
+                               spec.site_mass_fsub, seed, spec.site_window)
         hosts.update(axisA=axes[:, :3], axisB=axes[:, 3:])
     steps.update(1)
     steps.close()

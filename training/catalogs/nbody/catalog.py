@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from training import datafiles
+from training.common import datafiles
+from training.common.fileio import atomic_savez
 
 from . import cosmology
-from .halos import DEFAULT_MODEL, MODELS, find_halos, get_model
+from .halos import DEFAULT_MODEL, find_halos, get_model
 from .mesh import binned_power, cic_window2, correlation_from_mesh, density_contrast_k
-from .simulation import Preset, get_preset, ic_power_check, initial_conditions, run_pm, _atomic_save
+from .simulation import Preset, get_preset, ic_power_check, initial_conditions, run_pm
 
 FORMAT_VERSION = 1
 #: Fraction of the host mass given to a satellite site of rank j as its nominal (sub)halo mass: 0.05 / (1 + j).
@@ -113,12 +114,12 @@ def simulate(preset: Preset, seed: int, workdir: Path, progress: bool = True):
         ic = ic_power_check(preset, pos, delta_lin)
         del delta_lin
         diag = {f"ic_{k}": np.asarray(v) for k, v in ic.items()}
-        _atomic_save(diag_file, **diag)
+        atomic_savez(diag_file, **diag)
         start = 0
     t0 = time.time()
     run_pm(preset, pos, mom, workdir=workdir, start_step=start, progress=progress, log=log)
     log(f"PM run to z=0 done ({time.time() - t0:.0f} s)")
-    _atomic_save(final, pos=pos, mom=mom)
+    atomic_savez(final, pos=pos, mom=mom)
     if state.exists():
         state.unlink()
     return pos, mom, diag
@@ -251,14 +252,12 @@ def build_catalog(preset: str = "default", seed: int | None = None, out=None, pr
         "simulation": pr.to_dict(), "mass_definition": cosmology.MDEF,
         "mass_assignment": "Tinker08 abundance rank-matched to FoF particle number",
         "concentration_model": "diemer19 (colossus)", "build_seconds": None,
-        "halo_model": model, "halo_model_spec": dict(spec),
+        "halo_model": model, "halo_model_spec": spec.to_dict(),
     }
     meta["build_seconds"] = round(time.time() - t_start, 1)
     arrays = encode(hosts, sites, meta, diag)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, out)
+    atomic_savez(out, compressed=True, **arrays)
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(hosts['mvir'])} hosts, {len(sites['host'])} satellite sites; "
         f"total {time.time() - t_start:.0f} s")
     return out

@@ -13,23 +13,53 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cosmology
-from .catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics, split_name
-from .halos import DEFAULT_MODEL, MODELS, site_radius
-from .mesh import cic_paint, correlation_from_mesh, mode_averaged_power
-from .simulation import get_preset
+from training.catalogs.nbody import cosmology
+from training.catalogs.nbody.catalog import build_catalog, catalog_path, load_catalog_file, read_diagnostics, split_name
+from training.catalogs.nbody.halos import DEFAULT_MODEL, MODELS, HaloModel
+from training.catalogs.nbody.mesh import cic_paint, correlation_from_mesh, mode_averaged_power
+from training.catalogs.nbody.simulation import get_preset
 
 BIAS_RANGE = (5.0, 20.0)
 #: Largest k [h/Mpc] of the IC comparison's "linear" range (Delta^2(k) D(a_i)^2 < ~1% there).
 LINEAR_K = 0.5
 REALISM_RANGE = (0.3, 14.0)
+
+# The realism targets of a catalog's mocks against the Bolshoi-Planck reference mocks: their one home.
+#: median over REALISM_RANGE of |xi / ref - 1|
+XI_MEDIAN_TARGET = 0.15
+#: median over REALISM_RANGE of |omega - ref| / err
+OMEGA_MEDIAN_TARGET = 1.5
+#: below REALISM_RANGE[0], every bin: xi / ref at least this ...
+SMALL_SCALE_XI_MIN = 0.85
+#: ... and (omega - ref) / err at least this ("no systematic deficit")
+SMALL_SCALE_OMEGA_MIN = -1.5
+#: the bands the realism figures shade: xi / ref and (omega - ref) / err
+XI_RATIO_BAND = (SMALL_SCALE_XI_MIN, 2.0 - SMALL_SCALE_XI_MIN)
+OMEGA_DEV_BAND = (SMALL_SCALE_OMEGA_MIN, -SMALL_SCALE_OMEGA_MIN)
+#: the physics checks: IC linear power vs colossus, halo bias vs Tinker10 (fractional)
+IC_POWER_TOLERANCE = 0.02
+BIAS_TOLERANCE = 0.15
+
+
+def verdict(value: float, target: float, kind: str = "<=") -> dict:
+    """A structured verdict: the measured value, the target, how they compare and whether it is met."""
+    met = bool(value <= target) if kind == "<=" else bool(value >= target)
+    return {"value": float(value), "target": float(target), "kind": kind, "met": met}
+
+
+def realism_verdicts(realism: dict) -> dict:
+    """The realism targets' verdicts on `realism_numbers` output (or the `realism` entry of `hod_mocks`)."""
+    return {
+        "xi_median": verdict(realism["xi"]["median_abs_ratio_minus_1"], XI_MEDIAN_TARGET),
+        "omega_median": verdict(realism["omega"]["median_abs_dev_over_err"], OMEGA_MEDIAN_TARGET),
+        "small_scale_xi": verdict(min(realism["xi"]["ratio_below_0.3"], default=float("nan")), SMALL_SCALE_XI_MIN, ">="),
+        "small_scale_omega": verdict(min(realism["omega"]["dev_over_err_below_0.3"], default=float("nan")),
+                                     SMALL_SCALE_OMEGA_MIN, ">="),
+    }
 MASS_BIN_EDGES = (11.5, 12.0, 12.5, 13.0, 13.5, 15.5)
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -247,7 +277,7 @@ def shapes(cols, path) -> dict:
 
 def halo_alignments(cols, meta, path, mass_min=1e12, n_null=20, seed=0) -> dict:
     """ed and ee of host halos above mass_min (their major axes), with a null from shuffled orientations."""
-    from training.correlations import measure_correlations
+    from training.mocks.correlations import measure_correlations
 
     plt = _plt()
     L = meta["Lbox"]
@@ -288,8 +318,8 @@ def hod_mocks(preset, seed, realisations, figdir) -> dict:
     """HOD mocks at the TNG300 samples' best fits (xi vs TNG300) and the Bolshoi-Planck realism target."""
     from iaemu_theory.conventions import BIN_CENTRES
     from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS, TNG300_HOD, load_tng300
-    from training.catalogs import load_catalog
-    from training.mocks import IAMockModel
+    from training.catalogs.sources import load_catalog
+    from training.mocks.model import IAMockModel
 
     plt = _plt()
     cat = load_catalog(preset, seed=seed)
@@ -341,12 +371,12 @@ def hod_mocks(preset, seed, realisations, figdir) -> dict:
         if stat == "xi":
             ax.semilogx(r_ref, entry["ratio"], "C0o-", ms=3)
             ax.axhline(1, color="k", lw=0.5)
-            ax.axhspan(0.85, 1.15, color="0.9")
+            ax.axhspan(*XI_RATIO_BAND, color="0.9")
             ax.set_ylabel("ours / ref")
         else:
             ax.semilogx(r_ref, entry["dev_over_err"], "C0o-", ms=3)
             ax.axhline(0, color="k", lw=0.5)
-            ax.axhspan(-1.5, 1.5, color="0.9")
+            ax.axhspan(*OMEGA_DEV_BAND, color="0.9")
             ax.set_ylabel("(ours - ref) / err")
         ax.axvspan(0.09, REALISM_RANGE[0], color="0.95")
         ax.set_xlabel("r [Mpc/h]")
@@ -410,7 +440,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "# The project's N-body halo catalog",
         "",
         "A genuine cosmological particle-mesh simulation, built offline by one command, gives the halo catalog on",
-        "which the shipped emulator's mocks are made (`training.nbody`).",
+        "which the shipped emulator's mocks are made (`training.catalogs.nbody`).",
         "",
         "```",
         "iaemu-catalog build --preset default [--seed S] [--out FILE]   # resumes from its checkpoints",
@@ -452,7 +482,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "| preset | box [Mpc/h] | particles | mesh | steps | particle mass [Msun/h] |",
         "|---|---|---|---|---|---|",
     ]
-    from .simulation import PRESETS
+    from training.catalogs.nbody.simulation import PRESETS
 
     for p in PRESETS.values():
         L.append(f"| {p.name} | {p.boxsize:g} | {p.n_particles}^3 | {p.n_mesh}^3 | {p.n_steps} | {p.particle_mass:.3g} |")
@@ -468,7 +498,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         "at `training/data/default_catalog_v<halo model>.npz` and loaded from there first; other presets/seeds are cached in",
         "`$IAEMU_CACHE` (default `~/.cache/iaemu`) as `iaemu-pm-<preset>-s<seed>-v<halo model>.npz`, with their checkpoints",
         "in `build-<catalog_id>/` (the z = 0 particles stay there for reuse; delete the folder to reclaim the space).",
-        "API: `training.nbody.load_catalog_columns(preset, seed=None, cache_dir=None, build_if_missing=True)`; "
+        "API: `training.catalogs.nbody.load_catalog_columns(preset, seed=None, cache_dir=None, build_if_missing=True)`; "
         f"`preset` may name a halo model version ({', '.join(f'`default-v{v}`' for v in sorted(MODELS))}; a name without one "
         f"means v{DEFAULT_MODEL}, see below).",
         "",
@@ -525,7 +555,7 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
         L.append(f"| {key[0]:g}-{key[1]:g} | {_f(a)} | {_f(b)} |")
     L += [
         "",
-        f"Rank-matched masses agree with Tinker08 by construction (largest bin deviation where halos have >= 100",
+        "Rank-matched masses agree with Tinker08 by construction (largest bin deviation where halos have >= 100",
         f"particles: {_f(mf['corrected_max_dev_100p'])}, Poisson error of the emptiest such bin {_f(mf['corrected_max_dev_100p_poisson'])});",
         "the FoF column shows the correction that rank matching applies. The lowest bin of the corrected masses is",
         "partly empty: no halo is assigned a mass below the abundance of the smallest kept group.",
@@ -599,8 +629,8 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
             f"TNG300 sample 2 parameters, {r['realisations']} realisations ({r['n_gal_mean']:.0f} galaxies each), "
             "interpolated in ln r to the reference bins, over 0.3-14 Mpc/h:",
             "",
-            f"- xi: median abs(xi/ref - 1) = **{_f(r['xi']['median_abs_ratio_minus_1'])}** (target <= 0.15)",
-            f"- omega: median abs(omega - ref)/err = **{_f(r['omega']['median_abs_dev_over_err'], 2)}** (target <= 1.5)",
+            f"- xi: median abs(xi/ref - 1) = **{_f(r['xi']['median_abs_ratio_minus_1'])}** (target <= {XI_MEDIAN_TARGET:g})",
+            f"- omega: median abs(omega - ref)/err = **{_f(r['omega']['median_abs_dev_over_err'], 2)}** (target <= {OMEGA_MEDIAN_TARGET:g})",
             f"- eta: median abs(eta - ref)/err = **{_f(r['eta']['median_abs_dev_over_err'], 2)}**",
             f"- below 0.3 Mpc/h: xi/ref = {', '.join(_f(v) for v in r['xi']['ratio_below_0.3'])}; "
             f"(omega - ref)/err = {', '.join(_f(v, 2) for v in r['omega']['dev_over_err_below_0.3'])}",
@@ -612,19 +642,24 @@ def write_markdown(res: dict, path: Path, command: str) -> None:
             L.append(f"| {stat} ours | " + " | ".join(_f(v, 4) for v in r[stat]["ours"]) + " |")
             L.append(f"| {stat} ref | " + " | ".join(_f(v, 4) for v in r[stat]["ref"]) + " |")
     L += ["", "## Verdict against the realism targets", ""]
-    L.append(f"- IC linear power vs colossus <= 2%: realised field {_f(ic['field_vs_colossus_weighted'], 4)}, "
-             f"particles (k <= {ic['linear_k']:g}) {_f(ic['ic_vs_colossus_weighted_linear_k'], 4)}: "
-             + ("met." if abs(ic['field_vs_colossus_weighted'] - 1) <= 0.02 and abs(ic['ic_vs_colossus_weighted_linear_k'] - 1) <= 0.02 else "NOT met."))
+    ic_ok = (abs(ic['field_vs_colossus_weighted'] - 1) <= IC_POWER_TOLERANCE
+             and abs(ic['ic_vs_colossus_weighted_linear_k'] - 1) <= IC_POWER_TOLERANCE)
+    L.append(f"- IC linear power vs colossus <= {IC_POWER_TOLERANCE:.0%}: realised field "
+             f"{_f(ic['field_vs_colossus_weighted'], 4)}, particles (k <= {ic['linear_k']:g}) "
+             f"{_f(ic['ic_vs_colossus_weighted_linear_k'], 4)}: " + ("met." if ic_ok else "NOT met."))
     L.append(f"- Mass function vs Tinker08 <= 10% at >= 100 particles: {_f(mf['corrected_max_dev_100p'])} (by construction of the rank matching).")
     worst = max(abs(e['ratio'] - 1) for e in res['bias']) if res['bias'] else float('nan')
-    L.append(f"- Halo bias vs Tinker10 <= 15% on 5-20 Mpc/h: worst bin {_f(worst)}: " + ("met." if worst <= 0.15 else "NOT met."))
+    L.append(f"- Halo bias vs Tinker10 <= {BIAS_TOLERANCE:.0%} on 5-20 Mpc/h: worst bin {_f(worst)}: "
+             + ("met." if worst <= BIAS_TOLERANCE else "NOT met."))
     L.append(f"- Halo-halo ed and ee positive at r < 5 Mpc/h: ed {ha['ed_all_positive_r_lt_5']}, ee {ha['ee_all_positive_r_lt_5']}.")
     if "mocks" in res:
         r = res["mocks"]["realism"]
-        xi_ok = r['xi']['median_abs_ratio_minus_1'] <= 0.15
-        om_ok = r['omega']['median_abs_dev_over_err'] <= 1.5
-        L.append(f"- Realism xi: median abs(xi/ref - 1) {_f(r['xi']['median_abs_ratio_minus_1'])} <= 0.15: " + ("met." if xi_ok else "NOT met."))
-        L.append(f"- Realism omega: median abs(omega - ref)/err {_f(r['omega']['median_abs_dev_over_err'], 2)} <= 1.5: " + ("met." if om_ok else "NOT met."))
+        verdicts = realism_verdicts(r)
+        xi_ok, om_ok = verdicts["xi_median"]["met"], verdicts["omega_median"]["met"]
+        L.append(f"- Realism xi: median abs(xi/ref - 1) {_f(r['xi']['median_abs_ratio_minus_1'])} <= "
+                 f"{XI_MEDIAN_TARGET:g}: " + ("met." if xi_ok else "NOT met."))
+        L.append(f"- Realism omega: median abs(omega - ref)/err {_f(r['omega']['median_abs_dev_over_err'], 2)} <= "
+                 f"{OMEGA_MEDIAN_TARGET:g}: " + ("met." if om_ok else "NOT met."))
         line, small_ok = small_scale_verdict(r['xi']['ratio_below_0.3'], r['omega']['dev_over_err_below_0.3'])
         L.append(line)
         check = _models_check(models, res["catalog"]["catalog_id"])
@@ -682,12 +717,13 @@ def _pooled_check(pooled: dict | None, catalog_id: str) -> dict | None:
 
 
 def small_scale_verdict(xi_ratios, omega_devs) -> tuple[str, bool]:
-    """Issue 6's "no systematic deficit below 0.3 Mpc/h", as a verdict line and whether it is met: every reference
-    bin there within the realism targets' tolerances (xi/ref >= 0.85, (omega - ref)/err >= -1.5). A deficit inside
+    """The small-scale target "no systematic deficit below 0.3 Mpc/h", as a verdict line and whether it is met: every reference
+    bin there within the realism targets' tolerances (SMALL_SCALE_XI_MIN, SMALL_SCALE_OMEGA_MIN). A deficit inside
     the tolerance in every bin is named, not hidden."""
-    xi_ok = bool(len(xi_ratios)) and min(xi_ratios) >= 0.85
-    om_ok = bool(len(omega_devs)) and min(omega_devs) >= -1.5
-    line = ("- No systematic deficit below 0.3 Mpc/h (every bin within xi/ref >= 0.85 and (omega - ref)/err >= -1.5): "
+    xi_ok = bool(len(xi_ratios)) and min(xi_ratios) >= SMALL_SCALE_XI_MIN
+    om_ok = bool(len(omega_devs)) and min(omega_devs) >= SMALL_SCALE_OMEGA_MIN
+    line = (f"- No systematic deficit below 0.3 Mpc/h (every bin within xi/ref >= {SMALL_SCALE_XI_MIN:g} and "
+            f"(omega - ref)/err >= {SMALL_SCALE_OMEGA_MIN:g}): "
             f"xi/ref {', '.join(_f(v) for v in xi_ratios)} ({'met' if xi_ok else 'NOT met'}); omega (ours - ref)/err "
             f"{', '.join(_f(v, 2) for v in omega_devs)} ({'met' if om_ok else 'NOT met'}).")
     if len(omega_devs) and max(omega_devs) < 0:
@@ -724,6 +760,38 @@ def realism_numbers(mean: np.ndarray) -> dict:
     return out
 
 
+def pooled_small_scales(catalog: str, seeds, realisations: int) -> dict:
+    """Per-seed and pooled realism numbers of omega for one catalog (name or path)."""
+    from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS
+    from training.catalogs.sources import load_catalog
+    from training.mocks.model import IAMockModel
+
+    cat = load_catalog(catalog)
+    model = IAMockModel(cat)
+    params = dict(BOLPLANCK_REFERENCE_PARAMS)
+    t0 = time.perf_counter()
+    means, per_seed = [], []
+    for seed in seeds:
+        mean = model.measure(params, seed=int(seed), n_realisations=realisations).mean()
+        means.append(mean)
+        per_seed.append(realism_numbers(mean)["omega"]["dev_over_err_below_0.3"])
+    pooled = realism_numbers(np.mean(means, axis=0))
+    omega = pooled["omega"]
+    per_seed = np.asarray(per_seed)
+    return {
+        "catalog_id": str(cat.catalog_id), "seeds": [int(s) for s in seeds], "realisations_per_seed": realisations,
+        "omega_below_0.3_pooled": omega["dev_over_err_below_0.3"],
+        "omega_below_0.3_per_seed": per_seed.tolist(),
+        "omega_below_0.3_seed_std": per_seed.std(axis=0, ddof=1).tolist() if len(seeds) > 1 else None,
+        "omega_ratio_below_0.3_pooled": omega["ratio_below_0.3"],
+        "xi_ratio_below_0.3_pooled": pooled["xi"]["ratio_below_0.3"],
+        "omega_median_0.3_14": omega["median_abs_dev_over_err"],
+        "omega_ratio_r_gt_2": omega["ratio_r_gt_2"],
+        "xi_median_0.3_14": pooled["xi"]["median_abs_ratio_minus_1"],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
 def omega_jackknife(model, params, seed: int, realisations: int, nside: int = 4) -> dict:
     """Cosmic variance of omega in one box: delete-one jackknife over nside^3 sub-volumes (by the position of the
     galaxy whose shape enters) of the pair sums accumulated over `realisations` populations, minus the
@@ -731,7 +799,7 @@ def omega_jackknife(model, params, seed: int, realisations: int, nside: int = 4)
     from scipy.spatial import cKDTree
 
     from iaemu_theory.conventions import BIN_EDGES
-    from training.mocks import galaxy_arrays, realisation_seed
+    from training.mocks.model import galaxy_arrays, realisation_seed
 
     L = float(model.Lbox)
     nreg, nb = nside ** 3, len(BIN_EDGES) - 1
@@ -770,8 +838,8 @@ def compare_models(out_dir="docs/results", models=(1, 2), realisations=10, check
     <out_dir>/figures/catalog_models_realism.png and the section of <out_dir>/catalog.md."""
     from iaemu_theory.conventions import BIN_CENTRES
     from iaemu_theory.tng300 import BOLPLANCK_REFERENCE_PARAMS, load_bolplanck_reference
-    from training.catalogs import load_catalog
-    from training.mocks import IAMockModel
+    from training.catalogs.sources import load_catalog
+    from training.mocks.model import IAMockModel
 
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -860,11 +928,11 @@ def plot_models(res, path):
         low = axes[1, col]
         if stat == "xi":
             low.axhline(1, color="k", lw=0.5)
-            low.axhspan(0.85, 1.15, color="0.9")
+            low.axhspan(*XI_RATIO_BAND, color="0.9")
             low.set_ylabel("ours / ref")
         else:
             low.axhline(0, color="k", lw=0.5)
-            low.axhspan(-1.5, 1.5, color="0.9")
+            low.axhspan(*OMEGA_DEV_BAND, color="0.9")
             low.set_ylabel("(ours - ref) / err")
             low.legend(fontsize=7)
         low.axvspan(0.09, REALISM_RANGE[0], color="0.95")
@@ -913,7 +981,7 @@ def _default_sentence() -> str:
             "earlier datasets and emulators ([dataset](../dataset.md), [emulator](../emulator.md)).")
 
 
-def _estimator_cells(spec: dict) -> list[str]:
+def _estimator_cells(spec: HaloModel) -> list[str]:
     """Table cells (axis, ratios, satellite concentration) describing one MODELS entry."""
     def tensor(radius, reduced, iterative):
         kind = "reduced" if reduced else "non-reduced"
@@ -921,14 +989,14 @@ def _estimator_cells(spec: dict) -> list[str]:
         if iterative:
             return f"iterative {kind} tensor (Allgood et al. 2006), ellipsoid of {where}'s volume"
         return f"{kind} tensor inside {where}"
-    axis = tensor(spec["axis_radius"], spec["axis_reduced"], spec["axis_iterative"])
-    if spec.get("site_mass_fsub", 0.0) > 0:
-        window = site_radius(spec)
-        inside = "it" if window == spec["axis_radius"] else f"{window:g} R_vir"
+    axis = tensor(spec.axis_radius, spec.axis_reduced, spec.axis_iterative)
+    if spec.site_mass_fsub > 0:
+        window = spec.site_window
+        inside = "it" if window == spec.axis_radius else f"{window:g} R_vir"
         axis += (f", plus m x x^T of the satellite sites inside {inside} (evolved subhalo mass function, "
-                 f"f_sub = {spec['site_mass_fsub']:g})")
-    conc = "c(M) (Diemer & Joyce 2019)" if spec["conc_factor"] == 1.0 else f"c(M) x {spec['conc_factor']:g}"
-    return [axis, tensor(spec["ratio_radius"], spec["ratio_reduced"], spec["ratio_iterative"]), conc]
+                 f"f_sub = {spec.site_mass_fsub:g})")
+    conc = "c(M) (Diemer & Joyce 2019)" if spec.conc_factor == 1.0 else f"c(M) x {spec.conc_factor:g}"
+    return [axis, tensor(spec.ratio_radius, spec.ratio_reduced, spec.ratio_iterative), conc]
 
 
 def _versions_prose(keys) -> list[str]:
@@ -968,13 +1036,13 @@ def models_markdown(res: dict) -> str:
     names = " or ".join(f"`load_catalog(\"default-v{v}\")`" for v in defined)
     L = [MODELS_MARK, "",
          "All versions use the same simulation, FoF groups, centres, velocities and rank-matched masses; they",
-         "differ only in the halo shape estimators and the satellite-site profile (`training.nbody.halos.MODELS`):", "",
+         "differ only in the halo shape estimators and the satellite-site profile (`training.catalogs.nbody.halos.MODELS`):", "",
          "| | " + " | ".join(_model_label(v) for v in defined) + " |", "|---|" + "---|" * len(defined),
          "| halo_axisA (central reference, satellite frame) | " + " | ".join(cells[v][0] for v in defined) + " |",
          "| b/a, c/a (satellite stretch, halo_b_to_a/c_to_a) | " + " | ".join(cells[v][1] for v in defined) + " |",
          "| satellite NFW concentration | " + " | ".join(cells[v][2] for v in defined) + " |", "",
-         f"Load with {names} (training.catalogs; plain `default` is "
-         f"v{DEFAULT_MODEL}), or `training.nbody.load_catalog_columns` with the same names; rebuild with "
+         f"Load with {names} (training.catalogs.sources; plain `default` is "
+         f"v{DEFAULT_MODEL}), or `training.catalogs.nbody.load_catalog_columns` with the same names; rebuild with "
          "`iaemu-catalog build --preset default-vN` (every version reuses the z = 0 particles of the build folder, "
          "80 s; the halo columns rebuild bit-identically). "
          "Numbers and figure: `iaemu-catalog compare-models --models " + " ".join(str(k) for k in keys)
@@ -982,7 +1050,7 @@ def models_markdown(res: dict) -> str:
          *_versions_prose(keys),
          *_unbuilt_models_sentence(keys),
          "![halo model versions against the Bolshoi-Planck mocks](figures/catalog_models_realism.png)", "",
-         "Realism at TNG300 sample 2's parameters against the Bolshoi-Planck reference mocks (targets: xi <= 0.15, omega <= 1.5, "
+         f"Realism at TNG300 sample 2's parameters against the Bolshoi-Planck reference mocks (targets: xi <= {XI_MEDIAN_TARGET:g}, omega <= {OMEGA_MEDIAN_TARGET:g}, "
          "medians over 0.3-14 Mpc/h; no deficit below 0.3 Mpc/h):", "",
          "| | " + " | ".join(ms[k]["catalog_id"] for k in keys) + " |", "|---|" + "---|" * len(keys)]
     def row(label, f):

@@ -8,12 +8,13 @@ drift  dx = p(a_c) [D(a_1) - D(a_0)] / Gf(a_c),   kick  dp = 1.5 Omega_m F(a_c) 
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from training.common.fileio import atomic_savez
 
 from . import cosmology
 from .mesh import binned_power, cic_window2, density_contrast_k, mode_averaged_power, pm_accelerations
@@ -127,12 +128,6 @@ def ic_power_check(preset: Preset, pos: np.ndarray, delta_lin: np.ndarray) -> di
     }
 
 
-def _atomic_save(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
 def run_pm(preset: Preset, pos: np.ndarray, mom: np.ndarray, workdir: Path | None = None, start_step: int = 0,
            progress: bool = True, log=print, stop_step: int | None = None):
     """FastPM kick-drift-kick from a_init to a = 1, in place on (pos, mom); checkpoints every few steps.
@@ -168,7 +163,7 @@ def run_pm(preset: Preset, pos: np.ndarray, mom: np.ndarray, workdir: Path | Non
         mom += np.float32(kick) * acc
         bar.update(1)
         if workdir is not None and ((k + 1) % preset.checkpoint_every == 0) and k + 1 < preset.n_steps:
-            _atomic_save(Path(workdir) / "state.npz", pos=pos, mom=mom, step=np.int64(k + 1))
+            atomic_savez(Path(workdir) / "state.npz", pos=pos, mom=mom, step=np.int64(k + 1))
         if not progress:
             log(f"step {k + 1}/{preset.n_steps} a={a[k + 1]:.3f} ({time.time() - t0:.1f} s)")
     bar.close()

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from iaemu_theory.conventions import STATISTICS
+from training.common.cli import add_debug_argument, run_command
 
 #: Issue 4 item 7 targets and the paper's quoted figures.
 TARGETS = {"xi_mean_fractional_error": 0.03, "omega_mean_fractional_error": 0.05, "median_residual_sigma": 1.0,
@@ -170,8 +171,6 @@ _LABEL = {"xi": r"$\xi(r)$", "omega": r"$\omega(r)$", "eta": r"$\eta(r)$"}
 
 
 def make_figures(out_dir: Path, r, pred, true_mean, true_sigma, metrics, n_examples=3, seed=0) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig_dir = out_dir / "figures"
@@ -295,7 +294,7 @@ def evaluate(artifact, data, out_dir, split="test", mc_passes=50, seed=0, device
     """Evaluate and write metrics JSON, markdown table and figures (and, if `artifact_metrics`, the summary beside
     the artifact: `write_artifact_metrics`). Returns the metrics dict."""
     from iaemu_theory.emulator import Emulator
-    from training.train import dataset_sha256, load_splits
+    from training.emulator.train import dataset_sha256, load_splits
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -346,19 +345,21 @@ def build_parser():
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--artifact-metrics", action="store_true",
                    help="also write the summary metrics beside the artifact, as <artifact stem>.metrics.json")
+    add_debug_argument(p)
     return p
 
 
 def main(argv=None) -> int:
+    """Entry point of `iaemu-evaluate`; returns the exit status (see `training.common.cli.run_command`)."""
+    return run_command("iaemu-evaluate", _main, argv)
+
+
+def _main(argv: list) -> int:
     args = build_parser().parse_args(argv)
-    from iaemu_theory.artifact import DEFAULT_ARTIFACT, ArtifactError
-    try:
-        evaluate(args.artifact or DEFAULT_ARTIFACT, args.data, args.out, split=args.split, mc_passes=args.mc_passes,
-                 seed=args.seed, device=args.device, figures=not args.no_figures,
-                 artifact_metrics=args.artifact_metrics)
-    except (FileNotFoundError, ValueError, ArtifactError) as err:
-        print(f"iaemu-evaluate: error: {err}", file=sys.stderr)
-        return 2
+    from iaemu_theory.artifact import DEFAULT_ARTIFACT
+
+    evaluate(args.artifact or DEFAULT_ARTIFACT, args.data, args.out, split=args.split, mc_passes=args.mc_passes,
+             seed=args.seed, device=args.device, figures=not args.no_figures, artifact_metrics=args.artifact_metrics)
     return 0
 
 
