@@ -184,6 +184,26 @@ def test_points_on_the_box_edge_wrap():
     assert result.n_pairs.sum() == 2
 
 
+def test_pairs_across_every_face_and_fine_bins_match_halotools():
+    # galaxies crowded against the faces and corners of the box: pairs wrap in x, y and z at once,
+    # within one column and between columns; the tiny inner bins need several steps from the bin table
+    rng = np.random.default_rng(11)
+    lbox = 40.0
+    pos = np.mod(rng.choice([0.0, lbox], (3000, 3)) + rng.normal(scale=2.0, size=(3000, 3)), lbox)
+    pos[:20] = pos[20:40] + 1e-3 * rng.normal(size=(20, 3))
+    ori = rng.normal(size=(3000, 3))
+    rbins = np.concatenate([np.geomspace(1e-3, 0.02, 6), np.linspace(0.5, 13.0, 6)])
+    result = measure_correlations(pos, ori, lbox, rbins)
+    dd = np.diff(halotools_mo.npairs_3d(pos, pos, rbins, period=lbox))
+    np.testing.assert_array_equal(result.n_pairs, dd)
+    assert result.n_pairs[:5].sum() > 0 and np.all(result.n_pairs[6:] > 0)
+    filled = ~result.empty_bins
+    np.testing.assert_allclose(result.omega[filled], halotools_mo.ed_3d(pos, ori, pos, rbins, period=lbox)[filled],
+                               atol=1e-12)
+    np.testing.assert_allclose(result.eta[filled],
+                               halotools_mo.ee_3d(pos, ori, pos, ori, rbins, period=lbox)[filled], atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

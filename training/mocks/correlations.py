@@ -1,8 +1,9 @@
 """The fused measurement engine: xi, omega and eta of a galaxy catalogue in one pass over pairs.
 
 halotools measures the three statistics with three calls (`tpcf`, `ed_3d`, `ee_3d`) that count the
-same DD pairs four times.  Here one numba-compiled pass over a periodic cell list accumulates, per
-radial bin, the pair count, the ellipticity-direction sum and the ellipticity-ellipticity sum.
+same DD pairs four times.  Here one numba-compiled pass over z-sorted columns of galaxies accumulates,
+per radial bin, the pair count, the ellipticity-direction sum and the ellipticity-ellipticity sum
+(docs/engine.md says what makes it fast).
 
 Conventions (identical to halotools 0.9.4, all galaxies as both samples):
 
@@ -148,7 +149,7 @@ def _resolve_threads(num_threads) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# cell list
+# cell list (PairGeometry) and columns (measure_correlations)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,53 @@ def _build_cells(pos: np.ndarray, period: np.ndarray, periodic: bool, rmax: floa
     start = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=start[1:])
     return _Cells(order, np.ascontiguousarray(pos[order]), start, ncell, period, periodic)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    order: np.ndarray  # galaxy index of each sorted slot
+    pos: np.ndarray  # (3, N) x, y, z rows in slot order
+    start: np.ndarray  # (n_columns + 1,) first slot of each column
+    ncol: np.ndarray  # (2,) columns along x and y
+    lo: np.ndarray  # (3,) grid origin
+    width: np.ndarray  # (2,) column widths along x and y
+
+
+#: Columns are at least rmax / _REACH wide, so pairs lie within _REACH columns of each other.
+_REACH = 2
+#: Entries of the table that turns a squared separation into a first guess of its bin.
+_BIN_TABLE_SIZE = 2048
+
+
+def _build_columns(pos: np.ndarray, period: np.ndarray, periodic: bool, rmax: float) -> _Columns:
+    """Sort galaxies into x-y columns at least rmax / _REACH wide, each column sorted by z."""
+    if periodic:
+        lo = np.zeros(3)
+        extent = period
+    else:
+        lo = pos.min(axis=0)
+        extent = np.maximum(pos.max(axis=0) - lo, rmax)
+    # at most 256 x 256 columns, so a column index fits in 16 bits (and the start array stays small)
+    ncol = np.clip(np.floor(extent[:2] / (rmax / _REACH)), 1, 256).astype(np.int64)
+    idx2 = np.clip(np.floor((pos[:, :2] - lo[:2]) / extent[:2] * ncol).astype(np.int64), 0, ncol - 1)
+    col = (idx2[:, 0] * ncol[1] + idx2[:, 1]).astype(np.uint16)
+    by_z = np.argsort(pos[:, 2])
+    order = by_z[np.argsort(col[by_z], kind="stable")]
+    start = np.zeros(int(np.prod(ncol)) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(col, minlength=start.size - 1), out=start[1:])
+    return _Columns(order, np.take(pos.T, order, axis=1), start, ncol, lo, extent[:2] / ncol)
+
+
+def _bin_table(rbins_sq: np.ndarray):
+    """(table, scale): ``table[int(d2 * scale)]`` is a lower bound on the bin of d2 in (rbins_sq[0], rbins_sq[-1]].
+
+    Entry e counts the inner edges whose own entry is below e; those edges are certainly below d2 (the
+    same float product, monotone in d2), so the kernel only steps the guess up to the exact bin.
+    """
+    scale = _BIN_TABLE_SIZE / rbins_sq[-1]
+    edge_entry = (rbins_sq[1:-1] * scale).astype(np.int64)
+    table = np.searchsorted(edge_entry, np.arange(_BIN_TABLE_SIZE + 2), side="left").astype(np.int32)
+    return table, scale
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,59 +271,133 @@ def _neighbour(c, dc, n, box, periodic):
     return m, shift
 
 
-@njit(cache=True, nogil=True)
-def _fused_chunk(pos, ori, start, ncell, period, periodic, rbins_sq, chunk, n_chunks, counts, s_omega, s_eta):
-    """Unordered pairs whose first galaxy lies in the chunk's cells (c = chunk, chunk + n_chunks, ...).
+@njit(cache=True, inline="always", error_model="numpy")
+def _window(pos, ori, ja, jb, xs, ys, zs, ei, rbins_sq, table, scale, slot, d2_buf, cnt, so, se):
+    """Pairs of one galaxy (at xs, ys, zs in the frame of slots ja..jb-1, orientation ei) with slots ja..jb-1.
 
-    Adds per bin: the pair count, (e_i.r)^2 + (e_j.r)^2 and (e_i.e_j)^2, into row `chunk`.
+    Three passes: squared separations (a branch-free loop the compiler vectorises), the slots in
+    (rmin, rmax] gathered without branches, then bin and sums for those pairs only.  Each pair adds
+    (e_i.r)^2/r^2 + (e_j.r)^2/r^2 and (e_i.e_j)^2; sums alternate between two accumulator rows to
+    shorten the dependency chains on the per-bin sums.
     """
-    nx, ny, nz = ncell[0], ncell[1], ncell[2]
-    n_cells = nx * ny * nz
-    cnt = counts[chunk]
-    so = s_omega[chunk]
-    se = s_eta[chunk]
-    for c in range(chunk, n_cells, n_chunks):
+    nb = rbins_sq.size - 1
+    rmin2, rmax2 = rbins_sq[0], rbins_sq[nb]
+    x, y, z = pos[0, ja:jb], pos[1, ja:jb], pos[2, ja:jb]
+    n = jb - ja
+    for t in range(n):
+        rx = x[t] - xs
+        ry = y[t] - ys
+        rz = z[t] - zs
+        d2_buf[t] = rx * rx + ry * ry + rz * rz
+    m = 0
+    for t in range(n):
+        d2 = d2_buf[t]
+        slot[m] = t
+        m += (d2 <= rmax2) & (d2 > rmin2)
+    ex, ey, ez = ori[0, ja:jb], ori[1, ja:jb], ori[2, ja:jb]
+    exi, eyi, ezi = ei
+    for q in range(m):
+        t = slot[q]
+        d2 = d2_buf[t]
+        k = table[int(d2 * scale)]
+        while d2 > rbins_sq[k + 1]:
+            k += 1
+        k += (q & 1) * (nb + 1)
+        rx = x[t] - xs
+        ry = y[t] - ys
+        rz = z[t] - zs
+        exj, eyj, ezj = ex[t], ey[t], ez[t]
+        ci = exi * rx + eyi * ry + ezi * rz
+        cj = exj * rx + eyj * ry + ezj * rz
+        cij = exi * exj + eyi * eyj + ezi * ezj
+        cnt[k] += 1
+        so[k] += (ci * ci + cj * cj) / d2
+        se[k] += cij * cij
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fused_chunk(pos, ori, start, ncol, lo, width, period, periodic, rbins_sq, table, scale, chunk, n_chunks,
+                 counts, s_omega, s_eta):
+    """Unordered pairs whose first galaxy lies in the chunk's columns (c = chunk, chunk + n_chunks, ...).
+
+    For each neighbouring column m >= c (within _REACH columns along x and y), the partners of galaxy
+    i are the z-window of m within h of z_i, h = sqrt(rmax^2 - g^2) for the gap g between the two
+    columns (plus the images across the z boundary of a periodic box); columns are z-sorted and the
+    windows move monotonically with z_i, so four pointers find them.  Within column c only j > i.
+    Adds per bin: the pair count, (e_i.r)^2 + (e_j.r)^2 over r^2 and (e_i.e_j)^2, into row `chunk`.
+    """
+    nx, ny = ncol[0], ncol[1]
+    nb = rbins_sq.size - 1
+    # margins far above rounding, so no pair within rmax is cut (the exact test is on d2)
+    pad = 1e-9 * (width[0] + width[1])
+    rlim2 = rbins_sq[nb] * (1.0 + 1e-12) + pad
+    lz = period[2]
+    longest = max(1, int(np.max(start[1:] - start[:-1])))
+    slot = np.empty(longest, dtype=np.uint64)
+    d2_buf = np.empty(longest)
+    cnt = np.zeros(2 * (nb + 1), dtype=np.int64)
+    so = np.zeros(2 * (nb + 1))
+    se = np.zeros(2 * (nb + 1))
+    for c in range(chunk, nx * ny, n_chunks):
         i0, i1 = start[c], start[c + 1]
         if i0 == i1:
             continue
-        cx = c // (ny * nz)
-        cy = (c // nz) % ny
-        cz = c % nz
-        for dx in range(-1, 2):
+        cx = c // ny
+        cy = c % ny
+        cx0 = lo[0] + cx * width[0]
+        cy0 = lo[1] + cy * width[1]
+        for dx in range(-_REACH, _REACH + 1):
             mx, sx = _neighbour(cx, dx, nx, period[0], periodic)
             if mx < 0:
                 continue
-            for dy in range(-1, 2):
+            mx0 = lo[0] + mx * width[0] + sx
+            gx = max(max(mx0 - (cx0 + width[0]), cx0 - (mx0 + width[0])) - pad, 0.0)
+            for dy in range(-_REACH, _REACH + 1):
                 my, sy = _neighbour(cy, dy, ny, period[1], periodic)
                 if my < 0:
                     continue
-                for dz in range(-1, 2):
-                    mz, sz = _neighbour(cz, dz, nz, period[2], periodic)
-                    if mz < 0:
+                m = mx * ny + my
+                if m < c:
+                    continue  # each column pair once (neighbours are distinct with >= 2 * _REACH + 1 per side)
+                j0, j1 = start[m], start[m + 1]
+                if j0 == j1:
+                    continue
+                my0 = lo[1] + my * width[1] + sy
+                gy = max(max(my0 - (cy0 + width[1]), cy0 - (my0 + width[1])) - pad, 0.0)
+                g2 = gx * gx + gy * gy
+                if g2 >= rlim2:
+                    continue
+                h = math.sqrt(rlim2 - g2) + pad
+                p_lo = p_hi = p_top = p_bottom = j0
+                for i in range(i0, i1):
+                    xs, ys, zi = pos[0, i] - sx, pos[1, i] - sy, pos[2, i]
+                    ei = (ori[0, i], ori[1, i], ori[2, i])
+                    if m == c:
+                        p_lo = i + 1
+                    else:
+                        while p_lo < j1 and pos[2, p_lo] < zi - h:
+                            p_lo += 1
+                    p_hi = max(p_hi, p_lo)
+                    while p_hi < j1 and pos[2, p_hi] <= zi + h:
+                        p_hi += 1
+                    _window(pos, ori, p_lo, p_hi, xs, ys, zi, ei, rbins_sq, table, scale, slot, d2_buf, cnt, so, se)
+                    if not periodic:
                         continue
-                    m = (mx * ny + my) * nz + mz
-                    if m < c:
-                        continue  # each cell pair once (neighbours are distinct when >= 3 per side)
-                    j1 = start[m + 1]
-                    for i in range(i0, i1):
-                        xi, yi, zi = pos[i, 0] - sx, pos[i, 1] - sy, pos[i, 2] - sz
-                        exi, eyi, ezi = ori[i, 0], ori[i, 1], ori[i, 2]
-                        j0 = i + 1 if m == c else start[m]
-                        for j in range(j0, j1):
-                            rx = pos[j, 0] - xi
-                            ry = pos[j, 1] - yi
-                            rz = pos[j, 2] - zi
-                            d2 = rx * rx + ry * ry + rz * rz
-                            k = _find_bin(d2, rbins_sq)
-                            if k < 0:
-                                continue
-                            inv = 1.0 / math.sqrt(d2)
-                            ci = (exi * rx + eyi * ry + ezi * rz) * inv
-                            cj = (ori[j, 0] * rx + ori[j, 1] * ry + ori[j, 2] * rz) * inv
-                            cij = exi * ori[j, 0] + eyi * ori[j, 1] + ezi * ori[j, 2]
-                            cnt[k] += 1
-                            so[k] += ci * ci + cj * cj
-                            se[k] += cij * cij
+                    if zi < h:  # partners near the top of the box, seen at z - lz
+                        p_top = max(p_top, p_hi)
+                        while p_top < j1 and pos[2, p_top] < zi - h + lz:
+                            p_top += 1
+                        _window(pos, ori, p_top, j1, xs, ys, zi + lz, ei, rbins_sq, table, scale, slot, d2_buf,
+                                cnt, so, se)
+                    if zi + h > lz and m != c:  # partners near the bottom, seen at z + lz
+                        while p_bottom < p_lo and pos[2, p_bottom] <= zi + h - lz:
+                            p_bottom += 1
+                        _window(pos, ori, j0, p_bottom, xs, ys, zi - lz, ei, rbins_sq, table, scale, slot,
+                                d2_buf, cnt, so, se)
+    for k in range(nb):
+        counts[chunk, k] += cnt[k] + cnt[nb + 1 + k]
+        s_omega[chunk, k] += so[k] + so[nb + 1 + k]
+        s_eta[chunk, k] += se[k] + se[nb + 1 + k]
 
 
 @njit(cache=True, nogil=True)
@@ -438,13 +560,16 @@ def measure_correlations(positions, orientations, period, rbins=BIN_EDGES, *, nu
     if n < 2:
         return _all_nan(n, rbins)
     nb = rbins.size - 1
-    cells = _build_cells(pos, period_arr, periodic, rbins[-1])
+    cols = _build_columns(pos, period_arr, periodic, rbins[-1])
+    rbins_sq = rbins**2
+    table, scale = _bin_table(rbins_sq)
     counts = np.zeros((_N_CHUNKS, nb), dtype=np.int64)
     s_omega = np.zeros((_N_CHUNKS, nb))
     s_eta = np.zeros((_N_CHUNKS, nb))
     _run_chunks(
         _fused_chunk,
-        (cells.pos, ori[cells.order], cells.start, cells.ncell, period_arr, periodic, rbins**2),
+        (cols.pos, np.take(ori.T, cols.order, axis=1), cols.start, cols.ncol, cols.lo, cols.width, period_arr,
+         periodic, rbins_sq, table, scale),
         (counts, s_omega, s_eta),
         threads,
     )
