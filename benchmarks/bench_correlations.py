@@ -14,42 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
+from harness import clustered_mock, halotools_statistics, timed
 
 from iaemu_theory.conventions import BIN_EDGES
-
-
-def clustered_mock(n_galaxies: int, lbox: float, rng: np.random.Generator, sat_fraction: float = 0.7,
-                   scatter: float = 0.4):
-    """Galaxies in halos: centrals at uniform random centres, satellites Gaussian around them.
-
-    Centrals point along their halo's (random) major axis, satellites radially towards their
-    central, both with Gaussian scatter `scatter` on the direction, so omega and eta are positive.
-    Returns positions (N, 3) in [0, lbox) and orientations (N, 3), unnormalised.
-    """
-    n_cen = max(1, int(round(n_galaxies * (1.0 - sat_fraction))))
-    n_sat = n_galaxies - n_cen
-    centres = rng.uniform(0.0, lbox, (n_cen, 3))
-    halo_axis = rng.normal(size=(n_cen, 3))
-    halo_axis /= np.linalg.norm(halo_axis, axis=1, keepdims=True)
-    host = rng.integers(0, n_cen, n_sat)
-    offsets = rng.normal(scale=0.5, size=(n_sat, 3))
-    sat_pos = np.mod(centres[host] + offsets, lbox)
-    radial = offsets / np.linalg.norm(offsets, axis=1, keepdims=True)
-    positions = np.concatenate([centres, sat_pos])
-    orientations = np.concatenate([halo_axis, radial]) + rng.normal(scale=scatter, size=(n_galaxies, 3))
-    return np.mod(positions, lbox), orientations
-
-
-def halotools_three(pos, ori, lbox, num_threads=1):
-    from halotools.mock_observables import ed_3d, ee_3d, tpcf
-
-    xi = tpcf(pos, BIN_EDGES, period=lbox, num_threads=num_threads)
-    omega = ed_3d(pos, ori, pos, BIN_EDGES, period=lbox, num_threads=num_threads)
-    eta = ee_3d(pos, ori, pos, ori, BIN_EDGES, period=lbox, num_threads=num_threads)
-    return np.stack([xi, omega, eta])
 
 
 def halotools_alignment_only(pos, ori, lbox, num_threads=1):
@@ -58,13 +27,6 @@ def halotools_alignment_only(pos, ori, lbox, num_threads=1):
     omega = ed_3d(pos, ori, pos, BIN_EDGES, period=lbox, num_threads=num_threads)
     eta = ee_3d(pos, ori, pos, ori, BIN_EDGES, period=lbox, num_threads=num_threads)
     return omega, eta
-
-
-def timed(fn):
-    """(fn(), (wall seconds, CPU seconds of this process))."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, np.array([time.perf_counter() - w0, time.process_time() - c0])
 
 
 def differences(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -100,14 +62,14 @@ def main(argv=None):
     warm_pos, warm_ori = clustered_mock(500, args.lbox, rng)
     measure_correlations(warm_pos, warm_ori, args.lbox, num_threads=args.threads)
     PairGeometry(warm_pos, args.lbox, num_threads=args.threads).measure(warm_ori)
-    halotools_three(warm_pos, warm_ori, args.lbox, args.threads)  # imports outside the timings
+    halotools_statistics(warm_pos, warm_ori, args.lbox, args.threads)  # imports outside the timings
 
     rows = []
     for size in args.sizes:
         n = int(size)
         mocks = [clustered_mock(n, args.lbox, rng) for _ in range(n_real)]
 
-        refs, t_ht = timed(lambda: [halotools_three(p, o, args.lbox, args.threads) for p, o in mocks[:n_ht]])
+        refs, t_ht = timed(lambda: [halotools_statistics(p, o, args.lbox, args.threads) for p, o in mocks[:n_ht]])
         ours, t_fused = timed(
             lambda: [measure_correlations(p, o, args.lbox, num_threads=args.threads).as_array() for p, o in mocks])
         worst_full = np.max([differences(a, b) for a, b in zip(ours, refs)], axis=0)

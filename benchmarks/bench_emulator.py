@@ -10,22 +10,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def median_call_seconds(fn, calls: int, warmup: int = 10) -> float:
-    for _ in range(warmup):
-        fn()
-    times = np.empty(calls)
-    for i in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - t0
-    return float(np.median(times))
+from harness import median_seconds
 
 
 def main(argv=None):
@@ -61,13 +50,13 @@ def main(argv=None):
         for stats in (("omega",), None):
             label = "omega" if stats else "all"
             warm = 10 if batch == 1 else 1
-            fast = median_call_seconds(lambda: emu.predict(arg, statistics=stats), calls, warm)
-            plain = median_call_seconds(lambda: emu.predict_unfolded(arg, statistics=stats), calls, warm)
+            fast = median_seconds(lambda: emu.predict(arg, statistics=stats), calls, warm)
+            plain = median_seconds(lambda: emu.predict_unfolded(arg, statistics=stats), calls, warm)
             results[(batch, label)] = (fast, plain)
             print(f"{batch:>6} {label:>10} {1e3 * fast:>10.3f} {1e3 * plain:>11.3f} {plain / fast:>8.2f}x "
                   f"{1e6 * fast / batch:>16.2f}")
     pt = dict(zip(emu.param_names, emu.domain.from_unit(rng.random((1, 7)))[0]))
-    mc = median_call_seconds(lambda: emu.predict(pt, statistics="omega", mc_passes=50, seed=0), max(20, args.calls // 20))
+    mc = median_seconds(lambda: emu.predict(pt, statistics="omega", mc_passes=50, seed=0), max(20, args.calls // 20), 10)
     print(f"batch 1, omega, with 50 MC-dropout passes (epistemic): {1e3 * mc:.3f} ms")
     emu64 = Emulator.load(path, device="cpu", dtype="float64")
     x = torch.tensor(emu.domain.from_unit(rng.random((1, 7))), dtype=torch.float64, requires_grad=True)
@@ -76,7 +65,7 @@ def main(argv=None):
         out = emu64.predict_torch(x, statistics="omega")["omega"].sum()
         torch.autograd.grad(out, x)
 
-    g = median_call_seconds(grad_call, max(20, args.calls // 10))
+    g = median_seconds(grad_call, max(20, args.calls // 10), 10)
     print(f"batch 1, omega, float64 value + gradient through predict_torch: {1e3 * g:.3f} ms")
     fast1 = results.get((1, "omega"), (None,))[0]
     if fast1 is not None:

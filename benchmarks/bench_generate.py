@@ -12,7 +12,8 @@ Corrfunc's DD (xi only; when Corrfunc is installed) and halotools' tpcf + ed_3d 
 Everything runs on one thread (NUMBA_NUM_THREADS, OMP_NUM_THREADS = 1, set before the imports). Times are
 medians of `--repeats` runs (halotools-IA's statistics: one run). Run from the repository root:
 
-    nice python benchmarks/bench_generate.py --out docs/results/generation_benchmark.md
+    nice python benchmarks/bench_generate.py --out docs/results/generation_benchmark.json
+    python scripts/render_docs.py          # the page docs/results/generation_benchmark.md
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from harness import clustered_mock, halotools_statistics, median_seconds  # noqa: E402
 
 from iaemu_theory.conventions import BIN_EDGES, array_to_params  # noqa: E402
 
@@ -51,23 +53,6 @@ def points() -> dict[str, dict[str, float]]:
         i = int(done[np.argmin(np.abs(counts - np.percentile(counts, q)))])
         out[f"{label} (point {i})"] = array_to_params(ds.params[i])
     return out
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def halotools_statistics(pos, ori, lbox):
-    from halotools.mock_observables import ed_3d, ee_3d, tpcf
-
-    return (tpcf(pos, BIN_EDGES, period=lbox, num_threads=1),
-            ed_3d(pos, ori, pos, BIN_EDGES, period=lbox, num_threads=1),
-            ee_3d(pos, ori, pos, ori, BIN_EDGES, period=lbox, num_threads=1))
 
 
 def corrfunc_dd():
@@ -96,10 +81,10 @@ def time_points(catalog, realisations: int, repeats: int) -> list[dict]:
     for name, params in points().items():
         seeds = [realisation_seed(1, r) for r in range(realisations)]
         n_gal = float(np.mean([len(fast.populate(params, s)) for s in seeds]))
-        pop_fast = median_time(lambda: [fast.populator.populate(params, s) for s in seeds], repeats) / realisations
-        pop_ht = median_time(lambda: [ref.populate(params, s) for s in seeds], repeats) / realisations
-        point_fast = median_time(lambda: fast.measure(params, 1, n_realisations=realisations), repeats)
-        point_today = median_time(lambda: ref.measure(params, 1, n_realisations=realisations), repeats)
+        pop_fast = median_seconds(lambda: [fast.populator.populate(params, s) for s in seeds], repeats) / realisations
+        pop_ht = median_seconds(lambda: [ref.populate(params, s) for s in seeds], repeats) / realisations
+        point_fast = median_seconds(lambda: fast.measure(params, 1, n_realisations=realisations), repeats)
+        point_today = median_seconds(lambda: ref.measure(params, 1, n_realisations=realisations), repeats)
         t0 = time.perf_counter()
         for s in seeds:
             pos, ori = galaxy_arrays(ref.populate(params, s))
@@ -112,8 +97,6 @@ def time_points(catalog, realisations: int, repeats: int) -> list[dict]:
 
 
 def time_statistics(sizes, repeats: int, halotools: bool) -> list[dict]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_correlations import clustered_mock
     from training.mocks.correlations import measure_correlations
 
     dd = corrfunc_dd()
@@ -125,9 +108,9 @@ def time_statistics(sizes, repeats: int, halotools: bool) -> list[dict]:
     rows = []
     for n in sizes:
         pos, ori = clustered_mock(int(n), STAT_BOX, rng)
-        row = dict(galaxies=int(n), fused=median_time(lambda: measure_correlations(pos, ori, STAT_BOX), repeats))
+        row = dict(galaxies=int(n), fused=median_seconds(lambda: measure_correlations(pos, ori, STAT_BOX), repeats))
         if dd is not None:
-            row["corrfunc_dd"] = median_time(lambda: dd(pos, STAT_BOX), repeats)
+            row["corrfunc_dd"] = median_seconds(lambda: dd(pos, STAT_BOX), repeats)
             fused_dd = measure_correlations(pos, ori, STAT_BOX).n_pairs
             row["corrfunc_same_pairs"] = bool(np.array_equal(np.asarray(dd(pos, STAT_BOX)["npairs"]), fused_dd))
         if halotools:
@@ -139,44 +122,6 @@ def time_statistics(sizes, repeats: int, halotools: bool) -> list[dict]:
     return rows
 
 
-def ms(x):
-    return "-" if x is None else (f"{1e3 * x:.1f} ms" if x < 10 else f"{x:.1f} s")
-
-
-def report(point_rows, stat_rows, realisations: int, command: str) -> str:
-    try:
-        import Corrfunc
-        corrfunc = f"Corrfunc {Corrfunc.__version__}"
-    except ImportError:
-        corrfunc = "Corrfunc not installed"
-    lines = [f"Measured with `{command}` on {platform.machine()}, {os.cpu_count()} logical CPUs, one thread "
-             f"(NUMBA_NUM_THREADS=1, OMP_NUM_THREADS=1), {time.strftime('%Y-%m-%d %H:%M')}; {corrfunc}.", "",
-             f"## A generated point ({realisations} realisations, default catalog)", "",
-             "| point | galaxies | populate: fast | populate: halotools | ratio | point: fast populate + fused "
-             "| point: halotools populate + fused | point: halotools-IA (populate + tpcf/ed_3d/ee_3d) "
-             "| halotools-IA / fast | today / fast |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in point_rows:
-        lines.append(f"| {r['point']} | {r['galaxies']:.0f} | {ms(r['populate_fast'])} | {ms(r['populate_halotools'])} "
-                     f"| {r['populate_halotools'] / r['populate_fast']:.1f} x | {ms(r['point_fast'])} "
-                     f"| {ms(r['point_today'])} | {ms(r['point_halotools_ia'])} "
-                     f"| {r['point_halotools_ia'] / r['point_fast']:.1f} x "
-                     f"| {r['point_today'] / r['point_fast']:.1f} x |")
-    lines += ["", "Populate times are per realisation; point times are for all realisations.", "",
-              f"## The statistics alone (clustered mock, {STAT_BOX:g} Mpc/h box)", "",
-              "| galaxies | fused xi + omega + eta | Corrfunc DD (xi only) | fused / Corrfunc | halotools tpcf + ed_3d "
-              "+ ee_3d | halotools / fused |", "|---|---|---|---|---|---|"]
-    for r in stat_rows:
-        cf, ht = r.get("corrfunc_dd"), r.get("halotools")
-        cf_ratio = "-" if cf is None else f"{r['fused'] / cf:.1f} x"
-        ht_ratio = "-" if ht is None else f"{ht / r['fused']:.1f} x"
-        lines.append(f"| {r['galaxies']:.0e} | {ms(r['fused'])} | {ms(cf)} | {cf_ratio} | {ms(ht)} | {ht_ratio} |")
-    if any("corrfunc_same_pairs" in r for r in stat_rows):
-        same = all(r.get("corrfunc_same_pairs", True) for r in stat_rows)
-        lines += ["", f"Corrfunc's pair counts equal the fused engine's DD in every bin: {same}."]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--catalog", default="default")
@@ -185,19 +130,27 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=float, nargs="*", default=[2e4, 5e4, 1e5])
     p.add_argument("--no-halotools-statistics", action="store_true",
                    help="skip halotools' tpcf/ed_3d/ee_3d in the statistics table (about 15 s at 1e5 galaxies)")
-    p.add_argument("--out", default=None, help="also write the tables to this markdown file (and .json beside it)")
+    p.add_argument("--out", default=None, help="write the numbers to this JSON file (render the page with "
+                   "python scripts/render_docs.py)")
     args = p.parse_args(argv)
     from training.catalogs.sources import load_catalog
 
     command = "nice python benchmarks/bench_generate.py" + (" " + " ".join(argv) if argv else "")
-    point_rows = time_points(load_catalog(args.catalog), args.realisations, args.repeats)
-    stat_rows = time_statistics(args.sizes, args.repeats, not args.no_halotools_statistics)
-    text = report(point_rows, stat_rows, args.realisations, command)
+    try:
+        import Corrfunc
+        corrfunc = f"Corrfunc {Corrfunc.__version__}"
+    except ImportError:
+        corrfunc = "Corrfunc not installed"
+    res = dict(command=command, machine=f"{platform.machine()}, {os.cpu_count()} logical CPUs",
+               date=time.strftime("%Y-%m-%d %H:%M"), corrfunc=corrfunc, realisations=args.realisations,
+               stat_box=STAT_BOX)
+    res["points"] = time_points(load_catalog(args.catalog), args.realisations, args.repeats)
+    res["statistics"] = time_statistics(args.sizes, args.repeats, not args.no_halotools_statistics)
+    text = json.dumps(res, indent=1)
     print(text)
     if args.out:
-        out = Path(args.out)
-        out.write_text("# Benchmark: generating a point, fast populate against halotools-IA\n\n" + text)
-        out.with_suffix(".json").write_text(json.dumps(dict(points=point_rows, statistics=stat_rows), indent=1))
+        Path(args.out).write_text(text)
+        print(f"render the page: python scripts/render_docs.py --results {Path(args.out).parent}", file=sys.stderr)
     return 0
 
 

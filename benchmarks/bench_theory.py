@@ -19,19 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import call_times
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def time_calls(fn, calls: int) -> np.ndarray:
-    for _ in range(min(50, calls)):
-        fn()
-    out = np.empty(calls)
-    for i in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - t0
-    return out
 
 
 def report(label: str, times: np.ndarray, target_ms: float | None = None) -> None:
@@ -64,14 +54,14 @@ def bench_calculate(artifact: str | None, calls: int) -> None:
             state = {}
             theory.calculate(state, **next(it))
 
-        report(f"Theory.calculate, statistics={stats}", time_calls(calc, calls), 1.0 if stats == ["omega"] else None)
+        report(f"Theory.calculate, statistics={stats}", call_times(calc, calls, warmup=min(50, calls)), 1.0 if stats == ["omega"] else None)
         it2 = iter(points * 2)
 
         def logpost():
             p = next(it2)
             model.logpost({"mu_cen": p["mu_cen"], "mu_sat": p["mu_sat"]})
 
-        report(f"model.logpost (Theory + likelihood), {stats}", time_calls(logpost, calls))
+        report(f"model.logpost (Theory + likelihood), {stats}", call_times(logpost, calls, warmup=min(50, calls)))
     print(f"torch threads: {torch.get_num_threads()}; emulator: {theory.emulator!r}")
 
 

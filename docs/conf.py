@@ -16,7 +16,8 @@ version = release
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.viewcode"]
 source_suffix = {".md": "markdown"}
 master_doc = "index"
-exclude_patterns = ["_build", "results/emulator_metrics.md"]   # that table is included by results/index.md
+exclude_patterns = ["_build", "results/emulator_metrics.md",   # tables included by results/index.md
+                    "results/hidden_accuracy.md"]
 
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3

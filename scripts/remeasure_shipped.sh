@@ -23,7 +23,7 @@ export OMP_NUM_THREADS=1
 step() { echo "[$(date +%H:%M:%S)] $*"; }
 
 emulator_stream() {
-  step "test-split evaluation -> docs/results/emulator_metrics.md, iaemu_theory/artifacts/iaemu_default.metrics.json"
+  step "test-split evaluation -> docs/results/emulator_metrics.json, iaemu_theory/artifacts/iaemu_default.metrics.json"
   iaemu-evaluate --data "$data" --out docs/results --artifact-metrics > "$logs/evaluate.log" 2>&1
 
   for s in 1 2 3; do
@@ -73,6 +73,8 @@ wait $mock || { echo "mock stream failed: see $logs/mock_stream.log" >&2; status
 cat "$logs/posteriors.txt"
 
 step "benchmark"
-iaemu-benchmark --catalog default --out docs/results/benchmark.md > "$logs/benchmark.log" 2>&1
+python benchmarks/bench_speedup.py --catalog default --out docs/results/benchmark.json > "$logs/benchmark.log" 2>&1
 python benchmarks/bench_theory.py --skip-run > "$logs/bench_theory.log" 2>&1
-step "done: numbers in docs/results/, logs in $logs"
+step "pages"
+python scripts/render_docs.py > "$logs/render_docs.log" 2>&1
+step "done: numbers and pages in docs/results/, logs in $logs"

@@ -73,3 +73,56 @@ def test_generated_pages_agree_with_their_json():
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_docs.py"), "--check"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _render(results: Path, out: Path, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "render_docs.py"), "--results", str(results),
+                           "--out", str(out), *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_catalog_page_states_the_verdicts_of_its_numbers(tmp_path):
+    """The catalog page is rendered from the fixtures in tests/data: each verdict line says what
+    `catalog_verdicts` decides, a changed number changes the verdict, and --check sees a page that disagrees."""
+    import json
+    import shutil
+
+    from training.catalogs.nbody.halos import MODELS
+    from training.mocks.catalog_validation import catalog_verdicts
+
+    results, out = tmp_path / "results", tmp_path / "pages"
+    results.mkdir()
+    for name in ("catalog_validation.json", "catalog_models.json"):
+        shutil.copyfile(ROOT / "tests" / "data" / name, results / name)
+    res = json.loads((results / "catalog_validation.json").read_text())
+    models = json.loads((results / "catalog_models.json").read_text())
+
+    def verdict_lines():
+        run = _render(results, out)
+        assert run.returncode == 0, run.stderr
+        page = (out / "catalog.md").read_text()
+        section = page.split("## Verdict against the realism targets")[1].split("## Halo model versions")[0]
+        return page, {line.split(":")[0]: line for line in section.splitlines() if line.startswith("- ")}
+
+    page, lines = verdict_lines()
+    v = catalog_verdicts(res, models)
+    said = lambda key: not lines[key].endswith("NOT met.")  # noqa: E731
+    assert said("- IC linear power vs colossus <= 2%") == v["ic_power"]["met"]
+    assert said("- Halo bias vs Tinker10 <= 15% on 5-20 Mpc/h") == v["bias"]["met"]
+    assert said("- Realism xi") == v["realism"]["xi_median"]["met"]
+    assert said("- Realism omega") == v["realism"]["omega_median"]["met"]
+    measured = [models["models"][k]["catalog_id"] for k in sorted(models["models"], key=int)]
+    assert "| | " + " | ".join(measured) + " |" in page                       # a column per measured version
+    unmeasured = [f"v{m}" for m in sorted(MODELS) if str(m) not in models["models"]]
+    assert unmeasured and ", ".join(unmeasured) in page                        # the rest are named
+    assert (out / "catalog.md").read_text().count(res["catalog"]["catalog_id"]) >= 1
+
+    res["bias"][0]["ratio"] = 2.0                                              # a bias far off Tinker10
+    (results / "catalog_validation.json").write_text(json.dumps(res))
+    _, lines = verdict_lines()
+    assert lines["- Halo bias vs Tinker10 <= 15% on 5-20 Mpc/h"].endswith("NOT met.")
+
+    shutil.copyfile(out / "catalog.md", results / "catalog.md")
+    assert _render(results, tmp_path / "unused", "--check").returncode == 0
+    (results / "catalog.md").write_text(page.replace(res["catalog"]["catalog_id"], "another-catalog"))
+    stale = _render(results, tmp_path / "unused", "--check")
+    assert stale.returncode == 1 and "catalog.md differs" in stale.stderr

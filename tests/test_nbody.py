@@ -1,6 +1,7 @@
 """Tests of the N-body catalog pipeline (training.catalogs.nbody) on the seconds-long `test` preset."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ from training.catalogs.nbody.catalog import catalog_id  # noqa: E402
 from training.catalogs.nbody.halos import DEFAULT_MODEL, MODELS, satellite_sites  # noqa: E402
 from training.catalogs.nbody.mesh import cic_paint, pm_accelerations  # noqa: E402
 from training.catalogs.nbody.simulation import initial_conditions, run_pm  # noqa: E402
+from training.mocks.catalog_validation import MASS_FUNCTION_TOLERANCE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +134,11 @@ def test_validate_writes_page(test_build, tmp_path):
 
     cache, _ = test_build
     res = validate("test", seed=3, out_dir=tmp_path, cache_dir=cache, mocks=False)
-    text = (tmp_path / "catalog.md").read_text()
-    assert catalog_id("test", 3, DEFAULT_MODEL) in text
+    saved = json.loads((tmp_path / "catalog_validation.json").read_text())
+    assert saved["catalog"]["catalog_id"] == catalog_id("test", 3, DEFAULT_MODEL)
+    assert saved["verdicts"] == res["verdicts"] and "realism" not in res["verdicts"]      # no mocks, no realism
+    assert res["verdicts"]["mass_function"]["target"] == MASS_FUNCTION_TOLERANCE
+    assert saved["command"].startswith("iaemu-catalog validate --preset test --seed 3")
     for name in ("ic_power", "pk_z0", "mass_function", "bias", "shapes", "halo_alignment"):
         assert (tmp_path / "figures" / f"catalog_{name}.png").stat().st_size > 1000
     assert abs(res["ic_power"]["lpt_vs_field_weighted"] - 1) < 0.05
@@ -304,54 +309,63 @@ def test_compare_models_refuses_an_unknown_halo_model(capsys):
     assert f"unknown halo model version 7; expected one of {sorted(MODELS)}" in capsys.readouterr().err
 
 
-def test_models_section_lists_measured_and_unmeasured_versions():
-    """The catalog page's halo-model section is written from compare_models' numbers: a column per measured version,
-    every defined version described, and the versions without numbers named."""
-    import json
-    from pathlib import Path
-
-    from training.catalogs.nbody.halos import MODELS
-    from training.mocks.catalog_validation import MODELS_MARK, models_markdown
-
-    res = json.loads((Path(__file__).resolve().parent / "data" / "catalog_models.json").read_text())
-    md = models_markdown(res)
-    assert md.startswith(MODELS_MARK)
-    assert "| | iaemu-pm-default-s1-v1 | iaemu-pm-default-s1-v3 |" in md
-    assert "Halo models defined but not measured here: v2" in md
-    assert md.count("`default-v") >= len(MODELS)
-    assert "f_sub = 0.1" in md
-    dev = ", ".join(f"{v:.1f}" for v in res["models"]["3"]["validation"]["omega"]["dev_over_err_below_0.3"])
-    assert "| omega (ours-ref)/err below 0.3 Mpc/h | " in md and dev in md
-
-
 def test_small_scale_verdict_needs_every_bin_within_tolerance():
-    from training.mocks.catalog_validation import small_scale_verdict
+    from training.mocks.catalog_validation import SMALL_SCALE_OMEGA_MIN, small_scale_verdict
 
-    line, ok = small_scale_verdict([1.08, 0.98, 0.97], [-1.34, -1.32, -1.40])
-    assert ok and "(met)" in line and "below the reference, by less than the tolerance" in line
-    line, ok = small_scale_verdict([1.08, 0.98, 0.97], [-4.07, -3.82, 0.2])
-    assert not ok and "NOT met" in line and "below the reference" not in line
-    line, ok = small_scale_verdict([0.80, 0.98, 0.97], [0.1, 0.3, -0.2])
-    assert not ok and line.count("NOT met") == 1
+    v = small_scale_verdict([1.08, 0.98, 0.97], [-1.34, -1.32, -1.40])
+    assert v["met"] and v["omega_all_below_reference"] and v["omega"]["value"] == -1.40
+    assert v["omega"]["target"] == SMALL_SCALE_OMEGA_MIN and v["omega"]["kind"] == ">="
+    v = small_scale_verdict([1.08, 0.98, 0.97], [-4.07, -3.82, 0.2])
+    assert not v["met"] and not v["omega"]["met"] and v["xi"]["met"] and not v["omega_all_below_reference"]
+    v = small_scale_verdict([0.80, 0.98, 0.97], [0.1, 0.3, -0.2])
+    assert not v["met"] and not v["xi"]["met"] and v["omega"]["met"]
+    assert not small_scale_verdict([], [])["met"]                     # no bins: nothing is shown to be met
+
+
+def test_catalog_verdicts_combine_every_small_scale_check():
+    """The realism verdict below 0.3 Mpc/h holds only when the validation's bins, the compare-models check and the
+    pooled check of this catalog all hold; checks of other catalogs are ignored."""
+    from training.mocks.catalog_validation import BIAS_TOLERANCE, catalog_verdicts
+
+    realism = {"xi": {"median_abs_ratio_minus_1": 0.1, "ratio_below_0.3": [1.0, 1.0]},
+               "omega": {"median_abs_dev_over_err": 0.9, "dev_over_err_below_0.3": [-1.0, 0.5]}}
+    res = {"catalog": {"catalog_id": "cat-v4"},
+           "ic_power": {"field_vs_colossus_weighted": 1.01, "ic_vs_colossus_weighted_linear_k": 0.97},
+           "mass_function": {"corrected_max_dev_100p": 0.05},
+           "bias": [{"ratio": 1.1}, {"ratio": 0.8}],
+           "halo_alignments": {"ed_all_positive_r_lt_5": True, "ee_all_positive_r_lt_5": False},
+           "mocks": {"realism": realism}}
+    v = catalog_verdicts(res)
+    assert not v["ic_power"]["met"] and not v["ic_power"]["particles"]["met"] and v["ic_power"]["field"]["met"]
+    assert v["bias"]["value"] == pytest.approx(0.2) and v["bias"]["target"] == BIAS_TOLERANCE and not v["bias"]["met"]
+    assert v["mass_function"]["met"] and not v["halo_alignments"]["met"]
+    assert v["realism"]["xi_median"]["met"] and v["realism"]["omega_median"]["met"] and v["realism"]["small_scale_met"]
+    check = {"realisations": 30, "seed": 8, "xi_below_0.3": [1.0, 1.0], "omega_below_0.3": [-3.9, 0.1]}
+    models = {"models": {"4": {"catalog_id": "cat-v4", "check": check}, "3": {"catalog_id": "cat-v3"}}}
+    pooled = {"default-v3": {"catalog_id": "cat-v3", "xi_ratio_below_0.3_pooled": [0.5],
+                             "omega_below_0.3_pooled": [-9.0]}}
+    v = catalog_verdicts(res, models, pooled)["realism"]
+    assert v["small_scale"]["met"] and not v["small_scale_check"]["met"] and not v["small_scale_met"]
+    assert "small_scale_pooled" not in v                            # the pooled numbers are of another catalog
 
 
 def test_models_check_is_found_by_catalog_id():
-    from training.mocks.catalog_validation import _models_check
+    from training.mocks.catalog_validation import models_check
 
     check = {"realisations": 30, "seed": 8, "xi_below_0.3": [1.0, 1.0, 1.0], "omega_below_0.3": [0.1, -3.9, -1.3]}
     models = {"models": {"2": {"catalog_id": "cat-v2"}, "3": {"catalog_id": "cat-v3", "check": check}}}
-    assert _models_check(models, "cat-v3") == check
-    assert _models_check(models, "cat-v2") is None          # measured without a check
-    assert _models_check(None, "cat-v3") is None            # no catalog_models.json beside the page
+    assert models_check(models, "cat-v3") == check
+    assert models_check(models, "cat-v2") is None          # measured without a check
+    assert models_check(None, "cat-v3") is None            # no catalog_models.json beside the page
 
 
 def test_pooled_check_is_found_by_catalog_id():
-    from training.mocks.catalog_validation import _pooled_check
+    from training.mocks.catalog_validation import pooled_check
 
     pooled = {"default-v3": {"catalog_id": "cat-v3", "seeds": [8, 9]}, "default-v4": {"catalog_id": "cat-v4", "seeds": [8]}}
-    assert _pooled_check(pooled, "cat-v4")["seeds"] == [8]
-    assert _pooled_check(pooled, "cat-v2") is None         # not pooled
-    assert _pooled_check(None, "cat-v4") is None           # no catalog_small_scale.json beside the page
+    assert pooled_check(pooled, "cat-v4")["seeds"] == [8]
+    assert pooled_check(pooled, "cat-v2") is None         # not pooled
+    assert pooled_check(None, "cat-v4") is None           # no catalog_small_scale.json beside the page
 
 
 def test_models_figure_is_drawn_from_the_saved_results(tmp_path):

@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import BrokenExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -692,10 +692,34 @@ def run(args, mpi_farm=None) -> int:
         return _run_locked(args, mpi_farm, out, command)
 
 
-def _run_locked(args, mpi_farm, out: Path, command: str) -> int:
-    """The body of `run`, with the output's lock held (or a dry run)."""
-    from tqdm import tqdm
+@dataclass
+class Plan:
+    """What a generation run will do: the design, this shard's points, the engine, the parts store and the points
+    still to measure (`plan`)."""
 
+    design: np.ndarray
+    shard: tuple[int, int]
+    mine: np.ndarray
+    model: object
+    catalog: object
+    config: dict
+    store: PartsStore
+    todo: list[int]
+
+
+@dataclass
+class Outcome:
+    """How `drive` ended: the measured points' seconds, why it stopped early (None: it did not) and the exit code."""
+
+    durations: list = field(default_factory=list)
+    stopped: str | None = None
+    code: int = 0
+
+
+def plan(args, out: Path, command: str) -> Plan:
+    """Step 1: the design (settled against an existing dataset), this shard's points, the engine, the parts
+    store (opened, except for a dry run) and the points still to measure (unfinished, or errors with
+    --retry-errors)."""
     design = realistic_design(args.points, args.seed, Domain(logMmin_range=tuple(args.logMmin_range)), args.method)
     shard_i, shard_n = parse_shard(args.shard)
     mine = np.arange(shard_i, args.points, shard_n)
@@ -724,39 +748,34 @@ def _run_locked(args, mpi_farm, out: Path, command: str) -> int:
     del from_parts
     retry = {i for i, p in finished.items() if p["status"] == STATUS_ERROR} if args.retry_errors else set()
     todo = [int(i) for i in mine if i not in finished or i in retry]
+    return Plan(design=design, shard=(shard_i, shard_n), mine=mine, model=model, catalog=catalog, config=config,
+                store=store, todo=todo)
 
-    if args.dry_run:
-        dry_run(args, design, todo, model, catalog)
-        return 0
-    if args.merge_only:
-        ds = merge_outputs(out, config, design, command, store)
-        print(f"merged {store.dir} into {out}: {_status_line(ds)}")
-        return 0
 
-    if mpi_farm is not None:
-        backend = mpi_farm
-    elif args.workers > 1:
-        del model  # the master does not measure; free the memory before the workers start
-        backend = make_farm(args)
-    else:
-        backend = make_farm(args, model)
+def drive(args, work: Plan, backend, out: Path) -> Outcome:
+    """Step 2: keep the backend's capacity busy with the plan's points, write each finished part as it arrives,
+    and stop at --max-points, at --max-seconds (abandoning what is in flight after --grace), on an interrupt or
+    when a worker process dies; what finished is kept in every case."""
+    from tqdm import tqdm
 
     start = time.monotonic()
     hard_limit = None if args.max_seconds is None or not backend.can_abort else args.max_seconds + args.grace
-    durations, queue, in_flight, stopped, submitted, code, aborted = [], list(todo), 0, None, 0, 0, False
-    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="pt", dynamic_ncols=True, smoothing=0.05,
-               desc=out.name + (f" shard {shard_i}/{shard_n}" if shard_n > 1 else ""))
+    result = Outcome()
+    queue, in_flight, submitted, aborted = list(work.todo), 0, 0, False
+    shard_i, shard_n = work.shard
+    bar = tqdm(total=len(work.mine), initial=len(work.mine) - len(work.todo), unit="pt", dynamic_ncols=True,
+               smoothing=0.05, desc=out.name + (f" shard {shard_i}/{shard_n}" if shard_n > 1 else ""))
     try:
         while queue or in_flight:
-            while queue and in_flight < backend.capacity and stopped is None:
-                typical = float(np.median(durations)) if durations else 0.0
+            while queue and in_flight < backend.capacity and result.stopped is None:
+                typical = float(np.median(result.durations)) if result.durations else 0.0
                 if args.max_seconds is not None and time.monotonic() - start + typical > args.max_seconds:
-                    stopped = f"--max-seconds {args.max_seconds:g} reached"
+                    result.stopped = f"--max-seconds {args.max_seconds:g} reached"
                     break
                 if args.max_points is not None and submitted >= args.max_points:
-                    stopped = f"--max-points {args.max_points} reached"
+                    result.stopped = f"--max-points {args.max_points} reached"
                     break
-                backend.submit(make_task(args, design, queue.pop(0)))
+                backend.submit(make_task(args, work.design, queue.pop(0)))
                 in_flight += 1
                 submitted += 1
             if not in_flight:
@@ -764,39 +783,63 @@ def _run_locked(args, mpi_farm, out: Path, command: str) -> int:
             timeout = None if hard_limit is None else max(0.0, hard_limit - (time.monotonic() - start))
             part = backend.wait_one(timeout)
             if part is None:
-                stopped = (f"--max-seconds {args.max_seconds:g} + --grace {args.grace:g} s passed; {in_flight} "
-                           "point(s) in flight were abandoned")
+                result.stopped = (f"--max-seconds {args.max_seconds:g} + --grace {args.grace:g} s passed; "
+                                  f"{in_flight} point(s) in flight were abandoned")
                 backend.shutdown(abort=True)
                 aborted = True
                 break
             in_flight -= 1
-            store.write(part)
-            durations.append(part["seconds"])
+            work.store.write(part)
+            result.durations.append(part["seconds"])
             if part["status"] == STATUS_ERROR:
                 tqdm.write(f"point {part['index']} failed: {part['error']}")
             bar.update(1)
         if not aborted:
             backend.shutdown()
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (turned into `Interrupted` by run_command)
-        stopped = f"interrupted ({exc or 'Ctrl-C'}); {in_flight} point(s) in flight were lost"
-        code = interrupt_exit_code(exc)
+        result.stopped = f"interrupted ({exc or 'Ctrl-C'}); {in_flight} point(s) in flight were lost"
+        result.code = interrupt_exit_code(exc)
         backend.shutdown(abort=True)
     except BrokenExecutor as exc:  # a worker process died (killed, out of memory): keep what finished
-        stopped = f"a worker process died ({exc}); {in_flight} point(s) in flight were lost"
-        code = 1
+        result.stopped = f"a worker process died ({exc}); {in_flight} point(s) in flight were lost"
+        result.code = 1
         backend.shutdown(abort=True)
     finally:
         bar.close()
-    ds = merge_outputs(out, config, design, command, store)
-    left = int(np.sum(ds.status[mine] == STATUS_PENDING))
+    return result
+
+
+def _run_locked(args, mpi_farm, out: Path, command: str) -> int:
+    """The body of `run`, with the output's lock held (or a dry run): `plan`, then `drive`, then merge."""
+    work = plan(args, out, command)
+    if args.dry_run:
+        dry_run(args, work.design, work.todo, work.model, work.catalog)
+        return 0
+    if args.merge_only:
+        ds = merge_outputs(out, work.config, work.design, command, work.store)
+        print(f"merged {work.store.dir} into {out}: {_status_line(ds)}")
+        return 0
+
+    if mpi_farm is not None:
+        backend = mpi_farm
+    elif args.workers > 1:
+        work.model = None  # the master does not measure; free the memory before the workers start
+        backend = make_farm(args)
+    else:
+        backend = make_farm(args, work.model)
+    start = time.monotonic()
+    result = drive(args, work, backend, out)
+    ds = merge_outputs(out, work.config, work.design, command, work.store)
+    left = int(np.sum(ds.status[work.mine] == STATUS_PENDING))
+    durations = result.durations
     print(f"{out}: {_status_line(ds)}"
           + (f"; this run measured {len(durations)} points in {time.monotonic() - start:.0f} s, "
              f"median {np.median(durations):.2f} s per point per worker" if durations else ""))
-    if stopped:
-        print(f"stopped: {stopped}.")
+    if result.stopped:
+        print(f"stopped: {result.stopped}.")
     if left:
         print(f"{left} point(s) of this shard left: re-run the same command to continue.")
-    return code
+    return result.code
 
 
 def build_parser() -> argparse.ArgumentParser:

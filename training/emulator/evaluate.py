@@ -5,7 +5,7 @@
 Truth per test point and bin: the mean over its realisations, and the scatter of one realisation
 sigma_true (standard deviation over realisations, ddof=1), in physical units. (The emulator's xi is
 exp(mean ln xi), slightly below the arithmetic mean when the scatter is large; the metrics JSON reports
-that offset, measured on the data alone, under "diagnostics".) Measures (issue 4 item 6):
+that offset, measured on the data alone, under "diagnostics".) Measures:
 
 - fractional error |pred - true| / |true|, mean over points per bin (xi, omega); "mean over bins" is the
   headline. The paper's exact outlier rule is not stated in our copy; two stated alternatives are reported
@@ -17,7 +17,7 @@ that offset, measured on the data alone, under "diagnostics".) Measures (issue 4
 - aleatoric calibration: log10(sigma_aleatoric / sigma_true), median per bin and overall;
 - epistemic vs aleatoric: median sigma_epistemic / sigma_aleatoric per bin (MC dropout, default 50 passes).
 
-Writes OUT/emulator_metrics.json, OUT/emulator_metrics.md (a table for the README) and figures
+Writes OUT/emulator_metrics.json (with the verdicts against TARGETS under "targets") and figures
 OUT/figures/emulator_*.png (like the paper's Fig. 3, Fig. 4 and Appendix D). With `--artifact-metrics` the summary
 also goes beside the artifact, as <artifact stem>.metrics.json (one entry per split); the artifact file itself is
 never modified.
@@ -34,7 +34,7 @@ import numpy as np
 from iaemu_theory.conventions import STATISTICS
 from training.common.cli import add_debug_argument, run_command
 
-#: Issue 4 item 7 targets and the paper's quoted figures.
+#: The accuracy targets (the verdicts of `check_targets`) and the paper's quoted figures.
 TARGETS = {"xi_mean_fractional_error": 0.03, "omega_mean_fractional_error": 0.05, "median_residual_sigma": 1.0,
            "calibration_dex": 0.15}
 PAPER = {"xi_mean_fractional_error": "~3%", "omega_mean_fractional_error": "~5%", "calibration_dex": "0.34 / 0.18 dex"}
@@ -114,7 +114,7 @@ def measures(pred: dict, true_mean, true_sigma, n_real) -> dict:
 
 
 def check_targets(summary: dict) -> dict:
-    """Issue 4 item 7: each target with the measured value and whether it is met."""
+    """Each target of TARGETS with the measured value and whether it is met."""
     res = {}
     for s, key in (("xi", "xi_mean_fractional_error"), ("omega", "omega_mean_fractional_error")):
         if s in summary:
@@ -123,47 +123,13 @@ def check_targets(summary: dict) -> dict:
     for s in ("omega", "eta"):
         if s in summary:
             v = summary[s]["max_abs_median_residual_sigma"]
-            res[f"{s}_max_abs_median_residual_sigma"] = {"value": v, "target": 1.0, "met": bool(v <= 1.0)}
+            t = TARGETS["median_residual_sigma"]
+            res[f"{s}_max_abs_median_residual_sigma"] = {"value": v, "target": t, "met": bool(v <= t)}
     for s in summary:
         v = summary[s]["calibration_dex_median"]
         res[f"{s}_calibration_dex"] = {"value": v, "target": TARGETS["calibration_dex"],
                                        "met": bool(abs(v) <= TARGETS["calibration_dex"])}
     return res
-
-
-def markdown_table(metrics: dict) -> str:
-    """The README table: measured values beside the paper's and the targets."""
-    sm, tg = metrics["summary"], metrics["targets"]
-    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
-    ok = lambda key: "yes" if tg[key]["met"] else "**no**"  # noqa: E731
-    rows = [
-        "| Measure (test split) | xi | omega | eta | Paper | Target | Met |",
-        "|---|---|---|---|---|---|---|",
-        f"| Mean fractional error (mean over bins, no outlier rule) | {pct(sm['xi']['mean_fractional_error_none'])} | "
-        f"{pct(sm['omega']['mean_fractional_error_none'])} | - | xi ~3%, omega ~5% | <= 3%, <= 5% | "
-        f"{ok('xi_mean_fractional_error')}, {ok('omega_mean_fractional_error')} |",
-        f"| Mean fractional error, `snr` rule (bins where truth > 1 standard error) | "
-        f"{pct(sm['xi']['mean_fractional_error_snr'])} | {pct(sm['omega']['mean_fractional_error_snr'])} | - | | | |",
-        f"| Mean fractional error, `trim95` rule | {pct(sm['xi']['mean_fractional_error_trim95'])} | "
-        f"{pct(sm['omega']['mean_fractional_error_trim95'])} | - | | | |",
-        "| Max over bins of abs(median residual / sigma_true) | " +
-        " | ".join(f"{sm[s]['max_abs_median_residual_sigma']:.2f}" for s in STATISTICS) +
-        f" | | <= 1 (omega, eta) | {ok('omega_max_abs_median_residual_sigma')}, {ok('eta_max_abs_median_residual_sigma')} |",
-        "| Aleatoric calibration, median log10(sigma_pred / sigma_true) | " +
-        " | ".join(f"{sm[s]['calibration_dex_median']:+.3f} dex" for s in STATISTICS) +
-        f" | {PAPER['calibration_dex']} | within +-0.15 dex | " +
-        ", ".join(ok(f"{s}_calibration_dex") for s in STATISTICS) + " |",
-        "| Mean Spearman correlation over bins | " + " | ".join(f"{sm[s]['mean_spearman']:.3f}" for s in STATISTICS)
-        + " | | | |",
-        "| Mean NRMSE over bins | " + " | ".join(f"{sm[s]['mean_nrmse']:.4f}" for s in STATISTICS) + " | | | |",
-        "| Mean SMAPE over bins | " + " | ".join(pct(sm[s]["mean_smape"]) for s in STATISTICS) + " | | | |",
-    ]
-    if all("epistemic_over_aleatoric_median" in sm[s] for s in STATISTICS):
-        rows.append("| Median sigma_epistemic / sigma_aleatoric | " +
-                    " | ".join(f"{sm[s]['epistemic_over_aleatoric_median']:.3f}" for s in STATISTICS) + " | | | |")
-    head = (f"Test split: {metrics['n_points']} parameter points x {metrics['n_realisations']} realisations "
-            f"(truth = realisation mean; sigma_true = realisation scatter).")
-    return head + "\n\n" + "\n".join(rows) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -291,8 +257,9 @@ def write_artifact_metrics(artifact, metrics: dict, log=print) -> Path:
 
 def evaluate(artifact, data, out_dir, split="test", mc_passes=50, seed=0, device="auto", figures=True,
              artifact_metrics=False, log=print) -> dict:
-    """Evaluate and write metrics JSON, markdown table and figures (and, if `artifact_metrics`, the summary beside
-    the artifact: `write_artifact_metrics`). Returns the metrics dict."""
+    """Evaluate and write the metrics JSON (emulator_metrics.json, with the target verdicts) and figures (and, if
+    `artifact_metrics`, the summary beside the artifact: `write_artifact_metrics`). Returns the metrics dict; the
+    page emulator_metrics.md is rendered from the JSON by `python scripts/render_docs.py`."""
     from iaemu_theory.emulator import Emulator
     from training.emulator.train import dataset_sha256, load_splits
 
@@ -322,13 +289,13 @@ def evaluate(artifact, data, out_dir, split="test", mc_passes=50, seed=0, device
         log(f"warning: the artifact was trained on a different dataset (sha256 {str(emu.artifact.dataset_hash)[:12]}...)"
             f" than {data} ({data_hash[:12]}...): the test split may overlap its training points")
     (out_dir / "emulator_metrics.json").write_text(json.dumps(metrics, indent=1))
-    table = markdown_table(metrics)
-    (out_dir / "emulator_metrics.md").write_text(table)
     if figures:
         metrics["figures"] = [str(p) for p in make_figures(out_dir, emu.r, pred, true_mean, true_sigma, metrics)]
     if artifact_metrics:
         write_artifact_metrics(artifact, metrics, log=log)
-    log(table)
+    for key, v in metrics["targets"].items():
+        log(f"{key}: {v['value']:.4g} (target {v['target']:g}): {'met' if v['met'] else 'NOT met'}")
+    log(f"render the page: python scripts/render_docs.py --results {out_dir}")
     return metrics
 
 
@@ -337,7 +304,7 @@ def build_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--artifact", default=None, help="artifact file (default: the shipped one)")
     p.add_argument("--data", required=True, help="dataset HDF5 file with a split")
-    p.add_argument("--out", default="docs/results", help="folder for metrics JSON, markdown table and figures/")
+    p.add_argument("--out", default="docs/results", help="folder for the metrics JSON and figures/")
     p.add_argument("--split", default="test", choices=("test", "validation", "train"))
     p.add_argument("--mc-passes", type=int, default=50, help="MC-dropout passes for the epistemic variance (0: none)")
     p.add_argument("--seed", type=int, default=0)

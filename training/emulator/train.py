@@ -435,12 +435,62 @@ def _initial_weights(init_from, net_cfg, data_hash, scalers, log=print) -> tuple
     return art.state_dict, provenance, kept
 
 
-def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=None, checkpoint=None,
-          plot=None, log=print, progress=True, init_from=None) -> dict:
-    """Train and write the artifact. Returns a summary dict (also stored in the artifact's "training")."""
-    from tqdm.auto import tqdm
+@dataclass
+class TrainingRun:
+    """The state of one training run, shared by its steps (`prepare`, `restore`, `run_epoch`, `finish`)."""
 
-    t_start = time.monotonic()
+    cfg: TrainConfig
+    data: Path
+    out: Path
+    checkpoint: Path
+    plot: Path
+    dev: torch.device
+    ds: Dataset
+    data_report: dict
+    data_hash: str
+    scalers: Scalers
+    net_cfg: NetworkConfig
+    provenance: dict | None
+    train_t: tuple
+    val_t: tuple
+    net: IAEmuNetwork
+    opt: torch.optim.Optimizer
+    sched: object
+    shuffle: torch.Generator
+    history: dict = field(default_factory=lambda: {"train": [], "val_epoch": [], "val_combined": [], "val_mse": [],
+                                                   "val_nll": [], "best_epoch": None})
+    best: dict = field(default_factory=lambda: {"combined": math.inf, "epoch": None, "state": None, "val": None})
+    start_epoch: int = 0
+
+    @property
+    def n_train(self) -> int:
+        return self.train_t[0].shape[0]
+
+    def save_checkpoint(self, epoch: int) -> None:
+        """Everything a resumed run needs to continue bit-identically, after `epoch` epochs."""
+        _atomic_save({
+            "version": CHECKPOINT_VERSION, "epoch": epoch, "data_sha256": self.data_hash,
+            "config": json.loads(json.dumps(self.cfg.identity())),
+            "model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.dev.type == "cuda" else None,
+            "history_json": json.dumps(self.history), "best_combined": float(self.best["combined"]),
+            "best_epoch": self.best["epoch"], "best_state": self.best["state"],
+            "best_val_json": json.dumps(self.best["val"]),
+        }, self.checkpoint)
+
+    def keep_if_best(self, done: int, val: dict, combined: float, force: bool = False) -> None:
+        """Record the current weights as the best so far when `combined` improves on it (or `force`)."""
+        if force or combined < self.best["combined"]:
+            self.best = {"combined": combined, "epoch": done, "val": val,
+                         "state": {k: v.detach().clone() for k, v in self.net.state_dict().items()}}
+            self.history["best_epoch"] = done
+
+
+def prepare(data, out, cfg: TrainConfig, device="auto", checkpoint=None, plot=None, init_from=None,
+            log=print) -> TrainingRun:
+    """Step 1: check the outputs, read the splits, fit the scalers and build the network, optimiser, scheduler
+    and shuffling generator from the seed (or the weights of `init_from`)."""
     check_output_form(cfg.output_form, cfg.input_encoding)
     data, out = Path(data), Path(out)
     checkpoint = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
@@ -463,7 +513,6 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
 
     train_t = to_dev(targets(ds, rows["train"]))
     val_t = to_dev(targets(ds, rows["validation"]))
-    n_train = train_t[0].shape[0]
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -475,97 +524,163 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
         log(f"initialised from {init_from} (trained {provenance['training'].get('epochs_run')} epochs)")
     opt_kw = {"fused": True} if dev.type == "cuda" else {}
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
-    sched = cfg.scheduler(opt)
-    shuffle = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    history = {"train": [], "val_epoch": [], "val_combined": [], "val_mse": [], "val_nll": [], "best_epoch": None}
-    best = {"combined": math.inf, "epoch": None, "state": None, "val": None}
-    start_epoch = 0
+    return TrainingRun(cfg=cfg, data=data, out=out, checkpoint=checkpoint, plot=plot, dev=dev, ds=ds,
+                       data_report=data_report, data_hash=data_hash, scalers=scalers, net_cfg=net_cfg,
+                       provenance=provenance, train_t=train_t, val_t=val_t, net=net, opt=opt,
+                       sched=cfg.scheduler(opt), shuffle=torch.Generator(device="cpu").manual_seed(cfg.seed))
 
-    if resume and checkpoint.exists():
-        ck = torch.load(checkpoint, map_location=dev, weights_only=True)
-        if ck.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint {checkpoint}: version {ck.get('version')}, expected {CHECKPOINT_VERSION}")
-        if ck["data_sha256"] != data_hash:
-            raise ValueError(f"checkpoint {checkpoint} was made on a different dataset (sha256 {ck['data_sha256'][:12]}..., "
-                             f"{data} has {data_hash[:12]}...); remove it or drop --resume")
-        if ck["config"] != json.loads(json.dumps(cfg.identity())):
-            raise ValueError(f"checkpoint {checkpoint} used settings {ck['config']}, now {cfg.identity()}; "
-                             "resume with the same settings")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        shuffle.set_state(ck["shuffle_rng"].cpu())
-        torch.set_rng_state(ck["torch_rng"].cpu())
-        if dev.type == "cuda" and ck.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ck["cuda_rng"].cpu())
-        history = json.loads(ck["history_json"])
-        best = {"combined": ck["best_combined"], "epoch": ck["best_epoch"], "state": ck["best_state"],
+
+def restore(run: TrainingRun, log=print) -> None:
+    """Step 2 (with --resume): continue from the run's checkpoint, refused when it was made on another dataset or
+    with other settings."""
+    if not run.checkpoint.exists():
+        log(f"--resume: no checkpoint {run.checkpoint} yet, starting from scratch")
+        return
+    checkpoint, dev = run.checkpoint, run.dev
+    ck = torch.load(checkpoint, map_location=dev, weights_only=True)
+    if ck.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {checkpoint}: version {ck.get('version')}, expected {CHECKPOINT_VERSION}")
+    if ck["data_sha256"] != run.data_hash:
+        raise ValueError(f"checkpoint {checkpoint} was made on a different dataset (sha256 {ck['data_sha256'][:12]}..., "
+                         f"{run.data} has {run.data_hash[:12]}...); remove it or drop --resume")
+    if ck["config"] != json.loads(json.dumps(run.cfg.identity())):
+        raise ValueError(f"checkpoint {checkpoint} used settings {ck['config']}, now {run.cfg.identity()}; "
+                         "resume with the same settings")
+    run.net.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optimizer"])
+    run.sched.load_state_dict(ck["scheduler"])
+    run.shuffle.set_state(ck["shuffle_rng"].cpu())
+    torch.set_rng_state(ck["torch_rng"].cpu())
+    if dev.type == "cuda" and ck.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ck["cuda_rng"].cpu())
+    run.history = json.loads(ck["history_json"])
+    run.best = {"combined": ck["best_combined"], "epoch": ck["best_epoch"], "state": ck["best_state"],
                 "val": json.loads(ck["best_val_json"])}
-        start_epoch = int(ck["epoch"])
-        log(f"resumed from {checkpoint} after epoch {start_epoch} (best validation {best['combined']:.5g} "
-            f"at epoch {best['epoch']})")
-    elif resume:
-        log(f"--resume: no checkpoint {checkpoint} yet, starting from scratch")
+    run.start_epoch = int(ck["epoch"])
+    log(f"resumed from {checkpoint} after epoch {run.start_epoch} (best validation {run.best['combined']:.5g} "
+        f"at epoch {run.best['epoch']})")
 
-    def save_checkpoint(epoch):
-        _atomic_save({
-            "version": CHECKPOINT_VERSION, "epoch": epoch, "data_sha256": data_hash,
-            "config": json.loads(json.dumps(cfg.identity())),
-            "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
-            "history_json": json.dumps(history), "best_combined": float(best["combined"]), "best_epoch": best["epoch"],
-            "best_state": best["state"], "best_val_json": json.dumps(best["val"]),
-        }, checkpoint)
 
-    log(f"training IAEmu ({cfg.network}: {count_parameters(net):,} parameters) on {dev} for up to {cfg.epochs} "
-        f"epochs; {n_train} training points, batch {cfg.batch_size}")
+def run_epoch(run: TrainingRun, epoch: int) -> float:
+    """Step 3: one epoch of shuffled mini-batches (beta-NLL of the three statistics, clipped gradients), then the
+    scheduler's step; returns the mean training loss."""
+    cfg, net, dev = run.cfg, run.net, run.dev
+    n_train = run.n_train
+    n_batches = max(1, n_train // cfg.batch_size + (n_train % cfg.batch_size >= 2))
+    net.train()
+    betas = cfg.betas(epoch)
+    perm = torch.randperm(n_train, generator=run.shuffle).to(dev)
+    total = torch.zeros((), device=dev)
+    for b in range(n_batches):
+        idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        if idx.numel() < 2:                 # BatchNorm needs two rows in training mode
+            continue
+        x, ybar, s2, nr = (t[idx] for t in run.train_t)
+        pred = net(x)
+        loss = sum(beta_nll(*pred[s], ybar[:, k], s2[:, k], nr, betas[s]) for k, s in enumerate(STATISTICS))
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        run.opt.step()
+        total += loss.detach()
+    run.sched.step()
+    train_loss = float(total) / n_batches
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch + 1}; "
+                                 "lower --lr or check the dataset")
+    run.history["train"].append(train_loss)
+    return train_loss
+
+
+def validate_epoch(run: TrainingRun, done: int) -> float:
+    """The validation losses after `done` epochs: recorded in the history, the best weights kept, the checkpoint
+    written; returns the combined loss."""
+    val = validation_losses(run.net, *run.val_t)
+    combined = run.cfg.combined(val)
+    run.history["val_epoch"].append(done)
+    run.history["val_combined"].append(combined)
+    run.history["val_mse"].append(val["mse"])
+    run.history["val_nll"].append(val["nll"])
+    run.keep_if_best(done, val, combined)
+    run.save_checkpoint(done)
+    return combined
+
+
+def finish(run: TrainingRun, stop_reason: str, done: int, epoch_times: list, seconds: float, log=print) -> dict:
+    """Step 4: the best weights with BatchNorm statistics re-estimated over the training set, written as the
+    artifact with its summary, metrics and loss curve; returns the summary."""
+    cfg, net = run.cfg, run.net
+    if run.best["state"] is None:               # stopped before any validation: validate the current state
+        val = validation_losses(net, *run.val_t)
+        run.keep_if_best(done, val, cfg.combined(val), force=True)
+        run.save_checkpoint(done)
+    best = run.best
+    summary = {
+        "complete": stop_reason != "time_limit", "stop_reason": stop_reason, "epochs_run": done,
+        "best_epoch": best["epoch"], "device": str(run.dev), "config": asdict(cfg),
+        "n_parameters": count_parameters(net), "data": run.data_report, "dataset_file": run.data.name,
+        "dataset_sha256": run.data_hash, "catalog_hash": run.ds.attrs.get("catalog_hash"),
+        "seconds_this_run": round(seconds, 1),
+        "median_epoch_seconds": float(np.median(epoch_times)) if epoch_times else None,
+    }
+    if run.provenance is not None:
+        summary["initialised_from"] = run.provenance
+    net.load_state_dict(best["state"])
+    recalibrate_batchnorm(net, run.train_t[0], cfg.batch_size, seed=cfg.seed)
+    val = validation_losses(net, *run.val_t)
+    summary["batchnorm_recalibrated"] = True
+    log(f"BatchNorm statistics re-estimated over the training set: validation 0.7 MSE + 0.3 NLL "
+        f"{best['combined']:.5g} -> {cfg.combined(val):.5g}")
+    metrics = {"validation": {"combined": cfg.combined(val), **val},
+               "validation_before_batchnorm_recalibration": {"combined": best["combined"], **best["val"]}}
+    cpu_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+    sc, ds = run.scalers, run.ds
+    art = Artifact(config=run.net_cfg, state_dict=cpu_state, input_mean=sc.input_mean, input_std=sc.input_std,
+                   output_mean=sc.output_mean, output_scale=sc.output_scale, bin_edges=np.asarray(ds.bin_edges),
+                   domain=ds.attrs.get("domain") or Domain().to_dict(), dataset_hash=run.data_hash, metrics=metrics,
+                   training=summary, versions=library_versions(), input_encoding=sc.input_encoding)
+    save_artifact(run.out, art)
+    try:
+        plot_losses(run.history, run.plot)
+    except Exception as err:  # noqa: BLE001  (a figure must never lose a trained model)
+        log(f"warning: loss-curve figure not written ({err})")
+    log(f"{stop_reason}: {done} epochs; best validation 0.7 MSE + 0.3 NLL = {best['combined']:.5g} at epoch "
+        f"{best['epoch']}; artifact {run.out}; checkpoint {run.checkpoint}; loss curve {run.plot}")
+    if stop_reason == "time_limit":
+        log("stopped before the --max-minutes limit; continue with the same command plus --resume")
+    summary["history"] = run.history
+    summary["artifact"] = str(run.out)
+    return summary
+
+
+def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=None, checkpoint=None,
+          plot=None, log=print, progress=True, init_from=None) -> dict:
+    """Train and write the artifact: `prepare`, `restore` (with `resume`), `run_epoch` with validation every
+    `val_every` epochs until the epochs, the patience or `max_minutes` run out, then `finish`. Returns a summary
+    dict (also stored in the artifact's "training")."""
+    from tqdm.auto import tqdm
+
+    t_start = time.monotonic()
+    run = prepare(data, out, cfg, device=device, checkpoint=checkpoint, plot=plot, init_from=init_from, log=log)
+    if resume:
+        restore(run, log=log)
+    start_epoch = run.start_epoch
+    log(f"training IAEmu ({cfg.network}: {count_parameters(run.net):,} parameters) on {run.dev} for up to "
+        f"{cfg.epochs} epochs; {run.n_train} training points, batch {cfg.batch_size}")
     stop_reason = "max_epochs"
     epoch_times = []
-    n_batches = max(1, n_train // cfg.batch_size + (n_train % cfg.batch_size >= 2))
     bar = tqdm(range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs, desc="iaemu-train",
                unit="epoch", disable=not progress, dynamic_ncols=True)
     epoch = start_epoch
     for epoch in bar:
         t0 = time.monotonic()
-        net.train()
-        betas = cfg.betas(epoch)
-        perm = torch.randperm(n_train, generator=shuffle).to(dev)
-        total = torch.zeros((), device=dev)
-        for b in range(n_batches):
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            if idx.numel() < 2:                 # BatchNorm needs two rows in training mode
-                continue
-            x, ybar, s2, nr = (t[idx] for t in train_t)
-            pred = net(x)
-            loss = sum(beta_nll(*pred[s], ybar[:, k], s2[:, k], nr, betas[s]) for k, s in enumerate(STATISTICS))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            total += loss.detach()
-        sched.step()
-        train_loss = float(total) / n_batches
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch + 1}; "
-                                     "lower --lr or check the dataset")
-        history["train"].append(train_loss)
+        train_loss = run_epoch(run, epoch)
         done = epoch + 1
         if done % cfg.val_every == 0 or done == cfg.epochs:
-            val = validation_losses(net, *val_t)
-            combined = cfg.combined(val)
-            history["val_epoch"].append(done)
-            history["val_combined"].append(combined)
-            history["val_mse"].append(val["mse"])
-            history["val_nll"].append(val["nll"])
-            if combined < best["combined"]:
-                best = {"combined": combined, "epoch": done, "val": val,
-                        "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
-                history["best_epoch"] = done
-            save_checkpoint(done)
-            bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{combined:.4g}", best=best["epoch"],
-                            lr=f"{sched.get_last_lr()[0]:.2g}")
-            if done - best["epoch"] >= cfg.patience:
+            combined = validate_epoch(run, done)
+            bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{combined:.4g}", best=run.best["epoch"],
+                            lr=f"{run.sched.get_last_lr()[0]:.2g}")
+            if done - run.best["epoch"] >= cfg.patience:
                 stop_reason = "early_stopping"
                 break
         epoch_times.append(time.monotonic() - t0)
@@ -573,54 +688,12 @@ def train(data, out, cfg: TrainConfig, device="auto", resume=False, max_minutes=
             elapsed = time.monotonic() - t_start
             per_epoch = max(epoch_times[-5:])
             if elapsed + 2 * per_epoch + 10 > 60 * max_minutes and done < cfg.epochs:
-                save_checkpoint(done)
+                run.save_checkpoint(done)
                 stop_reason = "time_limit"
                 break
     bar.close()
     done = epoch + 1 if cfg.epochs > start_epoch else start_epoch
-    if best["state"] is None:               # stopped before any validation: validate the current state
-        val = validation_losses(net, *val_t)
-        best = {"combined": cfg.combined(val), "epoch": done,
-                "val": val, "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
-        history["best_epoch"] = done
-        save_checkpoint(done)
-
-    summary = {
-        "complete": stop_reason != "time_limit", "stop_reason": stop_reason, "epochs_run": done,
-        "best_epoch": best["epoch"], "device": str(dev), "config": asdict(cfg),
-        "n_parameters": count_parameters(net), "data": data_report, "dataset_file": data.name,
-        "dataset_sha256": data_hash, "catalog_hash": ds.attrs.get("catalog_hash"),
-        "seconds_this_run": round(time.monotonic() - t_start, 1),
-        "median_epoch_seconds": float(np.median(epoch_times)) if epoch_times else None,
-    }
-    if provenance is not None:
-        summary["initialised_from"] = provenance
-    net.load_state_dict(best["state"])
-    recalibrate_batchnorm(net, train_t[0], cfg.batch_size, seed=cfg.seed)
-    val = validation_losses(net, *val_t)
-    summary["batchnorm_recalibrated"] = True
-    log(f"BatchNorm statistics re-estimated over the training set: validation 0.7 MSE + 0.3 NLL "
-        f"{best['combined']:.5g} -> {cfg.combined(val):.5g}")
-    metrics = {"validation": {"combined": cfg.combined(val), **val},
-               "validation_before_batchnorm_recalibration": {"combined": best["combined"], **best["val"]}}
-    cpu_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
-    art = Artifact(config=net_cfg, state_dict=cpu_state, input_mean=scalers.input_mean,
-                   input_std=scalers.input_std, output_mean=scalers.output_mean, output_scale=scalers.output_scale,
-                   bin_edges=np.asarray(ds.bin_edges), domain=ds.attrs.get("domain") or Domain().to_dict(),
-                   dataset_hash=data_hash, metrics=metrics, training=summary, versions=library_versions(),
-                   input_encoding=scalers.input_encoding)
-    save_artifact(out, art)
-    try:
-        plot_losses(history, plot)
-    except Exception as err:  # noqa: BLE001  (a figure must never lose a trained model)
-        log(f"warning: loss-curve figure not written ({err})")
-    log(f"{stop_reason}: {done} epochs; best validation 0.7 MSE + 0.3 NLL = {best['combined']:.5g} at epoch "
-        f"{best['epoch']}; artifact {out}; checkpoint {checkpoint}; loss curve {plot}")
-    if stop_reason == "time_limit":
-        log("stopped before the --max-minutes limit; continue with the same command plus --resume")
-    summary["history"] = history
-    summary["artifact"] = str(out)
-    return summary
+    return finish(run, stop_reason, done, epoch_times, time.monotonic() - t_start, log=log)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

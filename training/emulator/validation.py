@@ -16,8 +16,9 @@ to the TNG300 omega with the same data, covariance, scale cuts and interpolation
 2. Emulator: Cobaya mcmc with IAEmu + TNG300Likelihood (R-1 < 0.01), timed; plus the emulator's posterior
    on the same fine grid (no Monte Carlo noise) as a cross-check.
 
-Reported (JSON + a markdown table in --out, figures in --out/figures): means, standard deviations, the
-differences in units of the direct posterior's sigma, wall times and speed-ups. The grid is the heavy
+Reported (validation_sample<S>.json in --out, figures in --out/figures; the page is rendered from the JSON by
+`python scripts/render_docs.py`): means, standard deviations, the differences in units of the direct posterior's
+sigma and the verdict against SHIFT_TARGET_SIGMA, wall times and speed-ups. The grid is the heavy
 part: nodes run in a process pool (`--workers`) and each finished node is saved in --work, so an
 interrupted run resumes where it stopped (a node file made with other settings is refused).
 """
@@ -39,8 +40,9 @@ from training.common import tasks as farms
 from training.common.cli import add_debug_argument, run_command
 from training.common.fileio import atomic_savez
 
-__all__ = ["main", "node_grid", "run_grid", "AlignmentSurface", "PolynomialSurface", "grid_posterior",
-           "posterior_moments", "reference_scatter", "mock_likelihood", "emulator_mcmc"]
+__all__ = ["main", "validate_sample", "measure_mock_grid", "node_grid", "run_grid", "AlignmentSurface",
+           "PolynomialSurface", "grid_posterior", "posterior_moments", "reference_scatter", "mock_likelihood",
+           "emulator_mcmc", "timed_sampler", "shift_verdict", "SHIFT_TARGET_SIGMA"]
 
 #: Master seed offset so that validation mocks never reuse dataset seeds by accident.
 _SEED_TAG = 0x5A11D
@@ -310,28 +312,34 @@ def reference_scatter(make_surface, nodes: np.ndarray, node_stats: np.ndarray, l
     return {"n_boot": int(n_boot), "mu_cen": float(sd[0]), "mu_sat": float(sd[1])}
 
 
+def timed_sampler(info: dict, sampler_info: dict):
+    """Build Cobaya's model and sampler from `info` and `sampler_info` and run it; returns (sampler, wall seconds
+    {"init_s", "sampling_s", "wall_s"})."""
+    from cobaya.model import get_model
+    from cobaya.sampler import get_sampler
+
+    t0 = time.perf_counter()
+    sampler = get_sampler(sampler_info, get_model(info))
+    t1 = time.perf_counter()
+    sampler.run()
+    t2 = time.perf_counter()
+    return sampler, {"init_s": t1 - t0, "sampling_s": t2 - t1, "wall_s": t2 - t0}
+
+
 def emulator_mcmc(artifact: str | None, sample: int, seed: int, max_samples: int = 10**7,
                   rminus1: float = 0.01) -> dict:
     """Cobaya mcmc of the emulator posterior (IAEmu + TNG300Likelihood): means, stds (first 30% dropped),
     the number of likelihood calls, and wall times of initialisation and of sampling."""
-    from cobaya.model import get_model
-    from cobaya.sampler import get_sampler
-
     info = {"theory": {"iaemu_theory.IAEmu": {"artifact": artifact}},
             "likelihood": {"tng300": {"class": "iaemu_theory.TNG300Likelihood", "sample": int(sample),
                                       "statistics": ["omega"]}}}
     sampler_info = {"mcmc": {"Rminus1_stop": rminus1, "Rminus1_cl_stop": 0.2, "max_tries": 10000,
                              "max_samples": int(max_samples), "seed": int(seed)}}
-    t0 = time.perf_counter()
-    model = get_model(info)
-    sampler = get_sampler(sampler_info, model)
-    t1 = time.perf_counter()
-    sampler.run()
-    t2 = time.perf_counter()
+    sampler, walls = timed_sampler(info, sampler_info)
     s = sampler.products()["sample"]
     burn = s.skip_samples(0.3, inplace=False)
     w = burn["weight"].to_numpy(dtype=float)
-    out = {"wall_s": t2 - t0, "init_s": t1 - t0, "sampling_s": t2 - t1,
+    out = {"wall_s": walls["wall_s"], "init_s": walls["init_s"], "sampling_s": walls["sampling_s"],
            "likelihood_calls": int(round(float(s["weight"].sum()))), "accepted": int(len(s)),
            "converged": bool(getattr(sampler, "converged", False))}
     for name in ALIGNMENT_PARAMS:
@@ -439,59 +447,156 @@ def _statistics_figure(path_base: Path, mock_stats, emu_at_mock, emu_at_emu, sam
     plt.close(fig)
 
 
-def _scatter_text(report: dict) -> str:
-    b = report["direct"].get("bootstrap_scatter_of_means")
-    if not b:
-        return ""
-    c = report["comparison"]
-    return (f" The reference's own noise (standard deviation of its posterior means over {b['n_boot']} bootstrap "
-            f"resamplings of the node realisations): {b['mu_cen']:.4f} in mu_cen, {b['mu_sat']:.4f} in mu_sat, i.e. "
-            f"{c['mu_cen']['reference_scatter_in_direct_sigma']:.2f} and "
-            f"{c['mu_sat']['reference_scatter_in_direct_sigma']:.2f} sigma_direct.")
+# ---------------------------------------------------------------------------- one sample's validation
+
+#: The target: the emulator's posterior means within this many sigma of the direct posterior's.
+SHIFT_TARGET_SIGMA = 1.0
 
 
-def render_markdown(report: dict) -> str:
-    """The validation page of one sample from its report (the JSON beside it)."""
-    s = report["sample"]
-    d, e, g, c = (report["direct"]["posterior"], report["emulator"].get("mcmc"), report["emulator"]["grid"],
-                  report["comparison"])
-    lines = [f"# TNG300 sample {s}: emulator vs halotools-IA (generated by `iaemu-validate`)", "",
-             f"Catalog `{report['catalog']['id']}` (hash `{report['catalog']['hash'][:12]}`), artifact "
-             f"`{report['emulator']['artifact']}`; grid {report['direct']['grid']}x{report['direct']['grid']} nodes, "
-             f"{report['direct']['realisations']} realisations each; surrogate: "
-             f"{report['direct']['surrogate_description']} (reduced chi2 of the fit vs node noise: "
-             f"{report['direct']['surrogate_reduced_chi2']:.2f}; a correct surrogate gives about "
-             f"{report['direct']['surrogate_reduced_chi2_expected']:.2f} with errors from "
-             f"{report['direct']['realisations']} realisations)."
-             + _scatter_text(report), "",
-             "| parameter | halotools-IA (grid) | emulator (mcmc) | emulator (grid) | difference / sigma_direct |"
-             " std ratio |", "|---|---|---|---|---|---|"]
-    for name in ALIGNMENT_PARAMS:
-        em = f"{e[name]['mean']:.4f} ± {e[name]['std']:.4f}" if e else "n/a"
-        lines.append(f"| {name} | {d[name]['mean']:.4f} ± {d[name]['std']:.4f} | {em} | "
-                     f"{g[name]['mean']:.4f} ± {g[name]['std']:.4f} | {c[name]['in_direct_sigma']:.2f} | "
-                     f"{c[name]['std_ratio']:.2f} |")
-    t = report["timing"]
-    lines += ["", "| wall time | value |", "|---|---|",
-              f"| one halotools-IA likelihood call ({report['direct']['realisations']} realisations, mean over "
-              f"nodes, 1 process) | {t['mock_node_s']:.2f} s |",
-              f"| halotools-IA grid, all nodes (sum over processes) | {t['mock_grid_cpu_s']:.1f} s |",
-              f"| halotools-IA grid, wall with {t['workers']} worker(s) in this run | {t['mock_grid_wall_s']:.1f} s |"]
-    if e:
-        lines += [f"| emulator + Cobaya mcmc, sampling ({e['likelihood_calls']} posterior evaluations, converged: "
-                  f"{e['converged']}) | {e['sampling_s']:.1f} s |",
-                  f"| emulator + Cobaya mcmc, including initialisation | {e['wall_s']:.1f} s |",
-                  f"| halotools-IA + Cobaya mcmc, ESTIMATE: {e['likelihood_calls']} calls x one call | "
-                  f"{t['mock_mcmc_estimate_s']:.3g} s ({t['mock_mcmc_estimate_s'] / 3600:.3g} h) |",
-                  f"| speed-up, emulator mcmc vs halotools-IA grid (node-seconds) | {t['speedup_vs_grid']:.3g} x |",
-                  f"| speed-up, emulator mcmc vs estimated halotools-IA mcmc | {t['speedup_vs_mcmc_estimate']:.3g} x |"]
-    resid = np.asarray(report.get("emulator_minus_direct_omega_at_direct_mean_in_data_err", []))
-    if resid.size:
-        lines += ["", f"Emulator minus halotools-IA expectation of omega at the halotools-IA posterior mean, in units "
-                      f"of the TNG300 errors, over the {resid.size} fitted bins: mean {resid.mean():+.2f}, rms "
-                      f"{np.sqrt(np.mean(resid**2)):.2f}, largest {resid[np.argmax(np.abs(resid))]:+.2f}."]
-    lines += ["", f"Figures: `{report['figures']['posterior']}.png`, `{report['figures']['statistics']}.png`.", ""]
-    return "\n".join(lines)
+def surrogate_factory(surrogate: str, degree: int | None, grid: int):
+    """(make_surface(x, y, sigma), degree) for `--surrogate` and `--degree` (checked against the grid)."""
+    if surrogate == "legendre":
+        degree = degree if degree is not None else min(5, grid - 2)
+        if not 1 <= degree <= grid - 1:
+            raise ValueError(f"--degree {degree}: must lie in [1, grid - 1 = {grid - 1}]")
+        return (lambda x, y, sigma: PolynomialSurface(x, y, degree, sigma=sigma)), degree
+    if surrogate != "alignment":
+        raise ValueError(f"--surrogate {surrogate!r}: expected 'alignment' or 'legendre'")
+    if degree is not None:
+        raise ValueError(f"--degree {degree}: applies to --surrogate legendre only")
+    return AlignmentSurface, None
+
+
+def measure_mock_grid(catalog, catalog_name: str, sample: int, point, grid: int, realisations: int, seed: int,
+                      work: Path, workers: int, threads: int | None, progress: bool) -> dict:
+    """Step 1: the grid of halotools-IA mocks (resumable from `work`): node positions, per-realisation omega
+    (nodes, R, bins), the nodes' mean omega and its standard error, wall seconds and mean galaxy counts."""
+    nodes = node_grid(grid)
+    tasks = {(i, j): (point(*nodes[i, j]), node_seed(seed, sample, i, j)) for i in range(grid) for j in range(grid)}
+    t0 = time.perf_counter()
+    results = run_grid(catalog, catalog_name, tasks, work, realisations, workers=workers, threads=threads,
+                       progress=progress)
+    wall = time.perf_counter() - t0
+    omega_idx = STATISTICS.index("omega")
+    omega = np.array([results[k][0][:, omega_idx] for k in tasks])          # (nodes, R, bins)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(omega, axis=1)
+        noise = np.nanstd(omega, axis=1, ddof=1) / np.sqrt(realisations)
+    return {"x": nodes.reshape(-1, 2), "omega": omega, "means": means, "noise": noise, "wall_s": wall,
+            "node_walls": np.array([results[k][2] for k in tasks]),
+            "n_gal": np.array([np.mean(results[k][1]) for k in tasks])}
+
+
+def shift_verdict(comparison: dict) -> dict:
+    """The target's verdict: the largest |emulator - direct| posterior mean in direct sigma, against
+    SHIFT_TARGET_SIGMA."""
+    worst = max(comparison[n]["in_direct_sigma"] for n in ALIGNMENT_PARAMS)
+    return {"value": float(worst), "target": SHIFT_TARGET_SIGMA, "kind": "<", "met": bool(worst < SHIFT_TARGET_SIGMA)}
+
+
+def validate_sample(sample: int = 1, catalog: str = "default", artifact: str | None = None, grid: int = 9,
+                    realisations: int = DEFAULT_REALISATIONS, surrogate: str = "alignment", degree: int | None = None,
+                    bootstrap: int = 100, fine: int = 201, workers: int = 1, threads: int | None = None, seed: int = 0,
+                    mcmc_max_samples: int = 10**7, rminus1: float = 0.01, work: str | None = None,
+                    out: str = "docs/results", progress: bool = True) -> dict:
+    """One TNG300 sample's validation (the options of `iaemu-validate`): the mock grid, the direct and emulator
+    posteriors, the comparison and its verdict, timings; draws the figures into <out>/figures and returns the
+    report (the JSON of the page)."""
+    for name, value in (("grid", grid), ("realisations", realisations), ("workers", workers), ("fine", fine)):
+        if value < 1:
+            raise ValueError(f"--{name} {value}: must be a positive integer")
+    if bootstrap < 0:
+        raise ValueError(f"--bootstrap {bootstrap}: must be 0 (none) or a positive integer")
+    make_surface, degree = surrogate_factory(surrogate, degree, grid)
+
+    from iaemu_theory.emulator import Emulator
+    from iaemu_theory.theory import resolve_artifact
+    from iaemu_theory.tng300 import TNG300_HOD
+    from training.catalogs.sources import load_catalog
+
+    artifact = resolve_artifact(artifact)
+    emu = Emulator.load(artifact, device="cpu", dtype="float64")
+    if not np.allclose(emu.r, BIN_CENTRES):
+        raise ValueError(f"the emulator's bins {emu.r} differ from the mocks' {BIN_CENTRES}")
+    t_cat = time.perf_counter()
+    cat = load_catalog(catalog)
+    print(f"catalog {cat.catalog_id} loaded in {time.perf_counter() - t_cat:.1f} s", flush=True)
+    hod = dict(TNG300_HOD[sample])
+    point = lambda mc, ms: {"mu_cen": float(mc), "mu_sat": float(ms), **hod}  # noqa: E731
+    if not emu.domain.contains(point(0.0, 0.0))[0]:
+        raise ValueError(f"TNG300 sample {sample}'s HOD {hod} lies outside the emulator's training domain")
+
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    cat_tag = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(cat.catalog_id))
+    work = Path(work or f"validation_work/sample{sample}-{cat_tag}-g{grid}-r{realisations}-s{seed}")
+
+    mocks = measure_mock_grid(cat, catalog, sample, point, grid, realisations, seed, work, workers, threads, progress)
+    surface = make_surface(mocks["x"], mocks["means"], mocks["noise"] if realisations > 1 else None)
+
+    # step 2: posteriors on the fine grid, direct (surrogate of the mocks) and emulator, and the emulator's mcmc
+    like = mock_likelihood(sample, emu.r)
+    x, lp_direct = grid_posterior(like, surface, fine)
+    direct = posterior_moments(x, lp_direct)
+    scatter = None
+    if bootstrap and realisations > 1:
+        scatter = reference_scatter(make_surface, mocks["x"], mocks["omega"], like, bootstrap, seed, fine)
+
+    def emu_omega(pts):
+        full = np.column_stack([pts, np.tile([hod[n] for n in emu.param_names[2:]], (len(pts), 1))])
+        return emu.predict(full, statistics=["omega"])["omega"]
+
+    _, lp_emu = grid_posterior(like, emu_omega, fine)
+    emu_grid = posterior_moments(x, lp_emu)
+    print("running Cobaya mcmc on the emulator posterior ...", flush=True)
+    mcmc = emulator_mcmc(artifact, sample, seed, mcmc_max_samples, rminus1)
+    comparison = compare(direct, mcmc, scatter)
+
+    # step 3: a fresh mock at the direct posterior mean, for the statistics figure
+    mean_point = point(direct["mu_cen"]["mean"], direct["mu_sat"]["mean"])
+    at_mean = run_grid(cat, catalog, {"at_mean": (mean_point, node_seed(seed, sample, 2**31, 0))},
+                       work, realisations, workers=1, threads=threads, progress=False,
+                       replace_stale=True)["at_mean"]
+    emu_at_mock = emu.predict(mean_point)
+    direct_at_mean = surface(np.array([[mean_point["mu_cen"], mean_point["mu_sat"]]]))[0]
+    data_err = np.sqrt(np.diag(like.cov_data))
+    emu_residual = ((like.model_vector({"omega": emu_at_mock["omega"][0]})
+                     - like.model_vector({"omega": direct_at_mean})) / data_err)
+    emu_at_emu = emu.predict(point(mcmc["mu_cen"]["mean"], mcmc["mu_sat"]["mean"]))
+
+    node_walls = mocks["node_walls"]
+    node_s = float(np.mean(node_walls))
+    timing = {"mock_node_s": node_s, "mock_grid_cpu_s": float(node_walls.sum()), "mock_grid_wall_s": mocks["wall_s"],
+              "workers": workers, "emulator_mcmc_s": mcmc["wall_s"],
+              "mock_mcmc_estimate_s": node_s * mcmc["likelihood_calls"],
+              "speedup_vs_grid": float(node_walls.sum()) / mcmc["wall_s"],
+              "speedup_vs_mcmc_estimate": node_s * mcmc["likelihood_calls"] / mcmc["wall_s"]}
+    base = f"validation_sample{sample}"
+    figures = {"posterior": f"figures/{base}_posterior", "statistics": f"figures/{base}_statistics"}
+    x_cen, x_sat = zoom_grid([direct, emu_grid])
+    zoom = (x_cen, x_sat, logpost_on(like, surface, x_cen, x_sat), logpost_on(like, emu_omega, x_cen, x_sat))
+    _posterior_figure(out / figures["posterior"], x, lp_direct, lp_emu, mcmc, sample,
+                      ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"), zoom=zoom)
+    _statistics_figure(out / figures["statistics"], at_mean[0], emu_at_mock, emu_at_emu, sample,
+                       mean_point, {n: mcmc[n]["mean"] for n in ALIGNMENT_PARAMS}, direct_omega=direct_at_mean,
+                       n_node_realisations=int(np.isfinite(mocks["omega"]).any(axis=2).sum()))
+    return {
+        "sample": sample, "hod": hod,
+        "catalog": {"id": str(cat.catalog_id), "hash": str(getattr(cat, "catalog_hash", "")), "name": catalog},
+        "direct": {"grid": grid, "realisations": realisations, "surrogate": surrogate,
+                   "surrogate_description": surface.description, "degree": degree, "seed": seed,
+                   "surrogate_reduced_chi2": surface.reduced_chi2 if surface.reduced_chi2 is not None else float("nan"),
+                   "surrogate_reduced_chi2_expected": ((realisations - 1) / (realisations - 3)
+                                                       if realisations > 3 else float("nan")),
+                   "bootstrap_scatter_of_means": scatter,
+                   "mean_galaxies": float(mocks["n_gal"].mean()), "posterior": direct, "work": str(work)},
+        "emulator": {"artifact": artifact or "(shipped default)", "mcmc": mcmc, "grid": emu_grid},
+        "comparison": comparison, "verdict": shift_verdict(comparison), "timing": timing, "figures": figures,
+        "emulator_minus_direct_omega_at_direct_mean_in_data_err": emu_residual.tolist(),
+        "data": {"r": like.blocks[0][1].tolist(), "omega": like.data_vector.tolist(),
+                 "err": data_err.tolist()},
+    }
 
 
 # ---------------------------------------------------------------------------- command
@@ -522,7 +627,7 @@ def _parser():
     p.add_argument("--rminus1", type=float, default=0.01, help="mcmc convergence R-1 (default 0.01)")
     p.add_argument("--work", default=None,
                    help="checkpoint folder of the mock nodes (default: validation_work/sample<S>-<catalog>-g<G>-r<R>-s<seed>)")
-    p.add_argument("--out", default="docs/results", help="folder of the report (JSON, markdown) and figures (default docs/results)")
+    p.add_argument("--out", default="docs/results", help="folder of the report (JSON) and figures (default docs/results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_debug_argument(p)
     return p
@@ -534,132 +639,17 @@ def main(argv=None) -> int:
 
 
 def _main(argv: list) -> int:
-    args = _parser().parse_args(argv)
-    for name in ("grid", "realisations", "workers", "fine"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} {getattr(args, name)}: must be a positive integer")
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (none) or a positive integer")
-    if args.surrogate == "legendre":
-        degree = args.degree if args.degree is not None else min(5, args.grid - 2)
-        if not 1 <= degree <= args.grid - 1:
-            raise ValueError(f"--degree {degree}: must lie in [1, grid - 1 = {args.grid - 1}]")
-        make_surface = lambda x, y, sigma: PolynomialSurface(x, y, degree, sigma=sigma)  # noqa: E731
-    else:
-        if args.degree is not None:
-            raise ValueError(f"--degree {args.degree}: applies to --surrogate legendre only")
-        degree = None
-        make_surface = AlignmentSurface
-
-    from iaemu_theory.emulator import Emulator
-    from iaemu_theory.theory import resolve_artifact
-    from iaemu_theory.tng300 import TNG300_HOD
-    from training.catalogs.sources import load_catalog
-
-    artifact = resolve_artifact(args.artifact)
-    emu = Emulator.load(artifact, device="cpu", dtype="float64")
-    if not np.allclose(emu.r, BIN_CENTRES):
-        raise ValueError(f"the emulator's bins {emu.r} differ from the mocks' {BIN_CENTRES}")
-    t_cat = time.perf_counter()
-    catalog = load_catalog(args.catalog)
-    print(f"catalog {catalog.catalog_id} loaded in {time.perf_counter() - t_cat:.1f} s", flush=True)
-    hod = dict(TNG300_HOD[args.sample])
-    point = lambda mc, ms: {"mu_cen": float(mc), "mu_sat": float(ms), **hod}  # noqa: E731
-    if not emu.domain.contains(point(0.0, 0.0))[0]:
-        raise ValueError(f"TNG300 sample {args.sample}'s HOD {hod} lies outside the emulator's training domain")
-
-    out = Path(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    cat_tag = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(catalog.catalog_id))
-    work = Path(args.work or f"validation_work/sample{args.sample}-{cat_tag}-g{args.grid}-r{args.realisations}"
-                             f"-s{args.seed}")
-
-    # 1. the grid of halotools-IA mocks
-    nodes = node_grid(args.grid)
-    tasks = {(i, j): (point(*nodes[i, j]), node_seed(args.seed, args.sample, i, j))
-             for i in range(args.grid) for j in range(args.grid)}
-    t0 = time.perf_counter()
-    results = run_grid(catalog, args.catalog, tasks, work, args.realisations, workers=args.workers,
-                       threads=args.threads, progress=not args.no_progress)
-    grid_wall = time.perf_counter() - t0
-    omega_idx = STATISTICS.index("omega")
-    node_x = nodes.reshape(-1, 2)
-    node_omega = np.array([results[k][0][:, omega_idx] for k in tasks])          # (nodes, R, bins)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        means = np.nanmean(node_omega, axis=1)
-        noise = np.nanstd(node_omega, axis=1, ddof=1) / np.sqrt(args.realisations)
-    node_walls = np.array([results[k][2] for k in tasks])
-    n_gal = np.array([np.mean(results[k][1]) for k in tasks])
-    surface = make_surface(node_x, means, noise if args.realisations > 1 else None)
-
-    # 2. posteriors on the fine grid: direct (surrogate of the mocks) and emulator
-    like = mock_likelihood(args.sample, emu.r)
-    x, lp_direct = grid_posterior(like, surface, args.fine)
-    direct = posterior_moments(x, lp_direct)
-    scatter = None
-    if args.bootstrap and args.realisations > 1:
-        scatter = reference_scatter(make_surface, node_x, node_omega, like, args.bootstrap, args.seed, args.fine)
-
-    def emu_omega(pts):
-        full = np.column_stack([pts, np.tile([hod[n] for n in emu.param_names[2:]], (len(pts), 1))])
-        return emu.predict(full, statistics=["omega"])["omega"]
-
-    _, lp_emu = grid_posterior(like, emu_omega, args.fine)
-    emu_grid = posterior_moments(x, lp_emu)
-    print("running Cobaya mcmc on the emulator posterior ...", flush=True)
-    mcmc = emulator_mcmc(artifact, args.sample, args.seed, args.mcmc_max_samples, args.rminus1)
-    comparison = compare(direct, mcmc, scatter)
-
-    # 3. a fresh mock at the direct posterior mean, for the statistics figure
-    mean_point = point(direct["mu_cen"]["mean"], direct["mu_sat"]["mean"])
-    at_mean = run_grid(catalog, args.catalog, {"at_mean": (mean_point, node_seed(args.seed, args.sample, 2**31, 0))},
-                       work, args.realisations, workers=1, threads=args.threads, progress=False,
-                       replace_stale=True)["at_mean"]
-    emu_at_mock = emu.predict(mean_point)
-    direct_at_mean = surface(np.array([[mean_point["mu_cen"], mean_point["mu_sat"]]]))[0]
-    data_err = np.sqrt(np.diag(like.cov_data))
-    emu_residual = ((like.model_vector({"omega": emu_at_mock["omega"][0]})
-                     - like.model_vector({"omega": direct_at_mean})) / data_err)
-    emu_at_emu = emu.predict(point(mcmc["mu_cen"]["mean"], mcmc["mu_sat"]["mean"]))
-
-    node_s = float(np.mean(node_walls))
-    timing = {"mock_node_s": node_s, "mock_grid_cpu_s": float(node_walls.sum()), "mock_grid_wall_s": grid_wall,
-              "workers": args.workers, "emulator_mcmc_s": mcmc["wall_s"],
-              "mock_mcmc_estimate_s": node_s * mcmc["likelihood_calls"],
-              "speedup_vs_grid": float(node_walls.sum()) / mcmc["wall_s"],
-              "speedup_vs_mcmc_estimate": node_s * mcmc["likelihood_calls"] / mcmc["wall_s"]}
-    base = f"validation_sample{args.sample}"
-    figures = {"posterior": f"figures/{base}_posterior", "statistics": f"figures/{base}_statistics"}
-    x_cen, x_sat = zoom_grid([direct, emu_grid])
-    zoom = (x_cen, x_sat, logpost_on(like, surface, x_cen, x_sat), logpost_on(like, emu_omega, x_cen, x_sat))
-    _posterior_figure(out / figures["posterior"], x, lp_direct, lp_emu, mcmc, args.sample,
-                      ("halotools-IA (mock grid + surrogate)", "emulator (same likelihood)"), zoom=zoom)
-    _statistics_figure(out / figures["statistics"], at_mean[0], emu_at_mock, emu_at_emu, args.sample,
-                       mean_point, {n: mcmc[n]["mean"] for n in ALIGNMENT_PARAMS},
-                       direct_omega=direct_at_mean, n_node_realisations=int(np.isfinite(node_omega).any(axis=2).sum()))
-    report = {
-        "sample": args.sample, "hod": hod,
-        "catalog": {"id": str(catalog.catalog_id), "hash": str(getattr(catalog, "catalog_hash", "")),
-                    "name": args.catalog},
-        "direct": {"grid": args.grid, "realisations": args.realisations, "surrogate": args.surrogate,
-                   "surrogate_description": surface.description, "degree": degree, "seed": args.seed,
-                   "surrogate_reduced_chi2": surface.reduced_chi2 if surface.reduced_chi2 is not None else float("nan"),
-                   "surrogate_reduced_chi2_expected": ((args.realisations - 1) / (args.realisations - 3)
-                                                       if args.realisations > 3 else float("nan")),
-                   "bootstrap_scatter_of_means": scatter,
-                   "mean_galaxies": float(n_gal.mean()), "posterior": direct, "work": str(work)},
-        "emulator": {"artifact": artifact or "(shipped default)", "mcmc": mcmc, "grid": emu_grid},
-        "comparison": comparison, "timing": timing, "figures": figures,
-        "emulator_minus_direct_omega_at_direct_mean_in_data_err": emu_residual.tolist(),
-        "data": {"r": like.blocks[0][1].tolist(), "omega": like.data_vector.tolist(),
-                 "err": data_err.tolist()},
-    }
-    (out / f"{base}.json").write_text(json.dumps(report, indent=1, default=float))
-    (out / f"{base}.md").write_text(render_markdown(report))
-    print(render_markdown(report))
-    worst = max(comparison[n]["in_direct_sigma"] for n in ALIGNMENT_PARAMS)
-    print(f"largest difference: {worst:.2f} sigma ({'within' if worst < 1 else 'NOT within'} the 1-sigma target)")
+    args = vars(_parser().parse_args(argv))
+    progress = not args.pop("no_progress")
+    args.pop("debug")
+    report = validate_sample(**args, progress=progress)
+    out = Path(args["out"])
+    path = out / f"validation_sample{report['sample']}.json"
+    path.write_text(json.dumps(report, indent=1, default=float))
+    v = report["verdict"]
+    print(f"{path}: largest difference {v['value']:.2f} sigma ({'within' if v['met'] else 'NOT within'} the "
+          f"{v['target']:g}-sigma target)")
+    print(f"render the page: python scripts/render_docs.py --results {out}")
     return 0
 
 

@@ -1,4 +1,7 @@
-"""`iaemu-benchmark`: forward and inverse-problem speed of the emulator against halotools-IA.
+"""Forward and inverse-problem speed of the emulator against halotools-IA.
+
+    python benchmarks/bench_speedup.py --catalog default --out docs/results/benchmark.json
+    python scripts/render_docs.py        # the page docs/results/benchmark.md
 
 Forward, per parameter point, on one CPU core (torch and numba limited to one thread):
 - halotools-IA: populate the catalog and measure xi, omega, eta, for `--realisations` realisations
@@ -10,7 +13,7 @@ Inverse problem (TNG300 sample-1 omega, HOD fixed): emulator + NUTS (Pyro, via C
 Cobaya mcmc (R-1 < 0.01), and halotools-IA + mcmc ESTIMATED as the per-call mock cost times the number
 of posterior evaluations the emulator's mcmc needed (running it would take days).
 
-Writes a markdown report (`--out`, default docs/results/benchmark.md) and the raw numbers beside it (.json).
+Writes the numbers to `--out` (default docs/results/benchmark.json); scripts/render_docs.py renders the page.
 """
 from __future__ import annotations
 
@@ -23,25 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import halotools_statistics, single_thread
 
-from iaemu_theory.conventions import BIN_EDGES, DEFAULT_REALISATIONS, PARAM_NAMES
+from iaemu_theory.conventions import DEFAULT_REALISATIONS, PARAM_NAMES
 from training.common.cli import add_debug_argument, run_command
 
-__all__ = ["main", "time_emulator", "time_mocks", "inverse_problem"]
-
 BATCH_SIZES = (1, 100, 10_000)
-
-
-def _single_thread():
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        import numba
-
-        numba.set_num_threads(1)
-    except (ImportError, ValueError):
-        pass
 
 
 def _points(emu, n: int, seed: int = 0) -> np.ndarray:
@@ -83,15 +73,6 @@ def time_emulator(artifact, device: str = "cpu", batch_sizes=BATCH_SIZES, min_ti
     return out
 
 
-def _halotools_statistics(pos, ori, lbox):
-    from halotools.mock_observables import ed_3d, ee_3d, tpcf
-
-    xi = tpcf(pos, BIN_EDGES, period=lbox, num_threads=1)
-    omega = ed_3d(pos, ori, pos, BIN_EDGES, period=lbox, num_threads=1)
-    eta = ee_3d(pos, ori, pos, ori, BIN_EDGES, period=lbox, num_threads=1)
-    return np.array([xi, omega, eta])
-
-
 def time_mocks(catalog, params_list, realisations: int, seed: int = 0, halotools: bool = True) -> dict:
     """Per-point seconds of halotools-IA: populate, fused-engine statistics, halotools' statistics."""
     from training.mocks.model import IAMockModel, galaxy_arrays, realisation_seed
@@ -114,7 +95,7 @@ def time_mocks(catalog, params_list, realisations: int, seed: int = 0, halotools
             if halotools:
                 pos, ori = galaxy_arrays(table)
                 t3 = time.perf_counter()
-                ref = _halotools_statistics(pos, ori, model.Lbox)
+                ref = halotools_statistics(pos, ori, model.Lbox)
                 ht += time.perf_counter() - t3
                 ok = np.isfinite(ref) & np.isfinite(stats)
                 if ok.any():
@@ -131,8 +112,7 @@ def time_mocks(catalog, params_list, realisations: int, seed: int = 0, halotools
 
 def inverse_problem(artifact, sample: int, seed: int, nuts: dict | None, rminus1: float = 0.01) -> dict:
     """Wall times of emulator + NUTS and emulator + Cobaya mcmc on TNG300 `sample` (one CPU thread)."""
-    from cobaya.model import get_model
-    from cobaya.sampler import get_sampler
+    from training.emulator.validation import timed_sampler
 
     info = {"theory": {"iaemu_theory.IAEmu": {"artifact": artifact, "threads": 1}},
             "likelihood": {"tng300": {"class": "iaemu_theory.TNG300Likelihood", "sample": int(sample)}}}
@@ -142,13 +122,7 @@ def inverse_problem(artifact, sample: int, seed: int, nuts: dict | None, rminus1
     if nuts is not None:
         runs["nuts"] = {"iaemu_theory.samplers.NUTS": {**nuts, "seed": int(seed), "progress": False}}
     for name, sampler_info in runs.items():
-        t0 = time.perf_counter()
-        model = get_model(info)
-        sampler = get_sampler(sampler_info, model)
-        t1 = time.perf_counter()
-        sampler.run()
-        t2 = time.perf_counter()
-        res = {"init_s": t1 - t0, "sampling_s": t2 - t1, "wall_s": t2 - t0}
+        sampler, res = timed_sampler(info, sampler_info)
         if name == "mcmc":
             s = sampler.products()["sample"]
             res.update(evaluations=int(round(float(s["weight"].sum()))), accepted=int(len(s)),
@@ -163,71 +137,8 @@ def inverse_problem(artifact, sample: int, seed: int, nuts: dict | None, rminus1
     return out
 
 
-def _fmt(s: float) -> str:
-    if s >= 3600:
-        return f"{s / 3600:.3g} h"
-    if s >= 1:
-        return f"{s:.3g} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3g} ms"
-    return f"{s * 1e6:.3g} us"
-
-
-def report_markdown(res: dict) -> str:
-    m, cpu, gpu, inv = res["mocks"], res["emulator_cpu"], res.get("emulator_gpu"), res.get("inverse")
-    L = ["# Benchmark: IAEmu vs halotools-IA", "",
-         f"Generated by `{res['command']}` on {res['machine']} ({res['date']}). "
-         f"Catalog `{res['catalog']}`, artifact `{res['artifact']}`" + (" (UNTRAINED test artifact: timings only)"
-                                                                       if res["untrained"] else "") + ".",
-         "CPU figures use one core: `torch.set_num_threads(1)` and `numba.set_num_threads(1)`.", "",
-         f"## Forward model, per parameter point ({m['realisations']} realisations, {m['points']} point(s), "
-         f"{m['mean_galaxies']:.0f} galaxies on average)", "",
-         "| method | time per point | speed-up of the emulator (batch 1 / 100 / 10,000) |", "|---|---|---|"]
-
-    def speedups(t):
-        return " / ".join(f"{t / cpu[b]['per_point_s']:.3g} x" for b in sorted(cpu, key=int))
-
-    L.append(f"| halotools-IA: populate + fused engine (this project) | {_fmt(m['per_point_fused_s'])} | "
-             f"{speedups(m['per_point_fused_s'])} |")
-    if "per_point_halotools_s" in m:
-        L.append(f"| halotools-IA: populate + halotools tpcf/ed_3d/ee_3d | {_fmt(m['per_point_halotools_s'])} | "
-                 f"{speedups(m['per_point_halotools_s'])} |")
-    L += ["", f"populate {_fmt(m['populate_s'])}, fused statistics {_fmt(m['fused_s'])}"
-          + (f", halotools statistics {_fmt(m['halotools_stats_s'])} (largest relative difference fused vs "
-             f"halotools {m['max_rel_difference_fused_vs_halotools']:.2g})" if "halotools_stats_s" in m else "")
-          + " per point.", "", "| emulator (xi, omega, eta) | batch time | time per point |", "|---|---|---|"]
-    for dev, t in (("CPU, 1 thread", cpu), (f"GPU ({res.get('gpu_name')})", gpu)):
-        if t:
-            for b in sorted(t, key=int):
-                L.append(f"| {dev}, batch {int(b):,} | {_fmt(t[b]['batch_s'])} | {_fmt(t[b]['per_point_s'])} |")
-    if gpu:
-        big = max(gpu, key=int)
-        L += ["", f"GPU batch {int(big):,}: {_fmt(gpu[big]['per_point_s'])} per point, "
-                  f"{m['per_point_fused_s'] / gpu[big]['per_point_s']:.3g} x faster than one CPU core of halotools-IA "
-                  f"(fused engine)."]
-    if inv:
-        L += ["", f"## Inverse problem: TNG300 sample {res['sample']} omega, (mu_cen, mu_sat), one CPU thread", "",
-              "| method | wall time (sampling) | wall time with initialisation | work |", "|---|---|---|---|"]
-        if "nuts" in inv:
-            n = inv["nuts"]
-            st = n["settings"]
-            L.append(f"| emulator + NUTS ({st['warmup']} warm-up + {st['samples']} draws x {n['draws'] // st['samples']}"
-                     f" chain(s)) | {_fmt(n['sampling_s'])} | {_fmt(n['wall_s'])} | {n['gradient_evaluations']} "
-                     f"gradients, min ESS {n['min_ess']:.0f}, max R-hat {n['max_rhat']:.3f} |")
-        mc = inv["mcmc"]
-        L.append(f"| emulator + Cobaya mcmc (R-1 < 0.01) | {_fmt(mc['sampling_s'])} | {_fmt(mc['wall_s'])} | "
-                 f"{mc['evaluations']} posterior evaluations, converged: {mc['converged']} |")
-        est = mc["evaluations"] * m["per_point_fused_s"]
-        L.append(f"| halotools-IA + Cobaya mcmc, ESTIMATE ({mc['evaluations']} evaluations x "
-                 f"{_fmt(m['per_point_fused_s'])}) | {_fmt(est)} | - | estimate, not run |")
-        L += ["", f"Speed-up of the inverse problem (estimate, halotools-IA fused engine on one core vs emulator + mcmc):"
-                  f" {est / mc['sampling_s']:.3g} x."]
-    L += ["", "Regenerate with the command above (the numbers depend on the machine and its load)."]
-    return "\n".join(L) + "\n"
-
-
 def _parser():
-    p = argparse.ArgumentParser(prog="iaemu-benchmark", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="bench_speedup.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--catalog", default="default", help="halo catalog for the halotools-IA timings (default 'default')")
     p.add_argument("--artifact", default=None, help="emulator artifact (default: $IAEMU_ARTIFACT or the shipped one)")
     p.add_argument("--sample", type=int, default=1, choices=(1, 2, 3),
@@ -243,14 +154,15 @@ def _parser():
     p.add_argument("--nuts-chains", type=int, default=1)
     p.add_argument("--no-nuts", action="store_true", help="skip emulator + NUTS")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="docs/results/benchmark.md", help="markdown report (a .json with the numbers is written beside it)")
+    p.add_argument("--out", default="docs/results/benchmark.json",
+                   help="JSON file of the numbers (the page is rendered from it by scripts/render_docs.py)")
     add_debug_argument(p)
     return p
 
 
 def main(argv=None) -> int:
-    """Entry point of `iaemu-benchmark`; returns the exit status (see `training.common.cli.run_command`)."""
-    return run_command("iaemu-benchmark", _main, argv)
+    """Run the benchmark; returns the exit status (see `training.common.cli.run_command`)."""
+    return run_command("bench_speedup.py", _main, argv)
 
 
 def _main(argv: list) -> int:
@@ -262,7 +174,7 @@ def _main(argv: list) -> int:
     if min(batch_sizes) < 1 or args.realisations < 1 or args.mock_points < 1:
         raise ValueError(f"--batch-sizes {args.batch_sizes}, --realisations {args.realisations} and --mock-points "
                          f"{args.mock_points} must be positive")
-    _single_thread()
+    single_thread()
     import torch
 
     from iaemu_theory.emulator import Emulator
@@ -272,7 +184,7 @@ def _main(argv: list) -> int:
 
     artifact = resolve_artifact(args.artifact)
     emu = Emulator.load(artifact, device="cpu")
-    res = {"command": "iaemu-benchmark " + " ".join(argv),
+    res = {"command": " ".join(["python benchmarks/bench_speedup.py", *argv]),
            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
                       f"torch {torch.__version__}",
            "date": time.strftime("%Y-%m-%d %H:%M"), "catalog": args.catalog, "sample": args.sample,
@@ -301,10 +213,10 @@ def _main(argv: list) -> int:
         res["inverse"] = inverse_problem(artifact, args.sample, args.seed, nuts)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = report_markdown(res)
+    text = json.dumps(res, indent=1, default=float)
     out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float))
     print(text)
+    print(f"render the page: python scripts/render_docs.py --results {out.parent}")
     return 0
 
 

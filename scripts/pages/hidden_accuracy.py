@@ -1,0 +1,74 @@
+"""The table docs/results/hidden_accuracy.md (included by results/index.md), from hidden_accuracy*.json
+(`python -m training.emulator.accuracy`): every hidden-set record beside the test split measured the same way,
+with the targets of `training.emulator.accuracy`."""
+from __future__ import annotations
+
+import math
+
+from iaemu_theory.conventions import STATISTICS
+from training.emulator.accuracy import MAE_NOISE_FACTOR, TARGETS
+
+
+def _pct(v) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}%"
+
+
+def _column_name(rec: dict) -> str:
+    if "dataset" in rec:
+        return f"test split ({rec['n_points']} x {rec['n_realisations']})"
+    boxes = f"catalog {rec['catalogs'][0]['name']}" if rec["n_boxes"] == 1 else f"{rec['n_boxes']} boxes mixed"
+    return f"hidden, {boxes} ({rec['n_points']} x {rec['n_realisations']})"
+
+
+def _mark(rec: dict, key: str) -> str:
+    """' (no)' after a value whose target this record does not meet."""
+    tg = rec.get("targets", {}).get(key)
+    return "" if tg is None or tg["met"] else " (no)"
+
+
+def render(records: list[dict]) -> str:
+    """The table: one column per hidden-set record, then the test split of the first record that measured it."""
+    if not records:
+        raise ValueError("no hidden-set records to render")
+    cols = list(records)
+    test = next((r["test_split"] for r in records if "test_split" in r), None)
+    if test is not None:
+        cols.append(test)
+    g = lambda r, s, k: r["summary"][s].get(k)  # noqa: E731
+    lo, hi = TARGETS["coverage_68"]
+    cal = TARGETS["calibration_dex"]
+    rows = [
+        ("xi mean fractional error, measured", "", lambda r: _pct(g(r, "xi", "mean_fractional_error"))),
+        ("truth's noise floor: xi s.e. / mean", f"<= {100 * TARGETS['xi_noise_floor']:.1f}%",
+         lambda r: _pct(g(r, "xi", "noise_floor")) + _mark(r, "xi_noise_floor")),
+        ("... of which shape noise within a box", "", lambda r: _pct(g(r, "xi", "noise_floor_within_box"))),
+        (f"**xi own error**, sqrt(err^2 - ({MAE_NOISE_FACTOR:.3f} floor)^2)",
+         f"<= {100 * TARGETS['xi_own_mean_fractional_error']:.1f}%",
+         lambda r: f"**{_pct(g(r, 'xi', 'own_mean_fractional_error'))}**" + _mark(r, "xi_own_mean_fractional_error")),
+        ("xi own RMS error (RMS floor removed; exact for any error law)", "",
+         lambda r: _pct(g(r, "xi", "own_rms_fractional_error"))),
+        (f"c measured from half-truths (Gaussian errors: {MAE_NOISE_FACTOR:.3f})", "",
+         lambda r: "-" if not math.isfinite(g(r, "xi", "c_from_halves")) else f"{g(r, 'xi', 'c_from_halves'):.2f}"),
+        ("median abs(pred - truth) / s.e., xi / omega / eta", "",
+         lambda r: " / ".join(f"{g(r, s, 'median_abs_residual_se'):.2f}" for s in STATISTICS)),
+        ("omega median fractional error where truth > 3 s.e. (share of bins)",
+         f"<= {100 * TARGETS['omega_median_fractional_error']:.0f}%",
+         lambda r: _pct(g(r, "omega", "median_fractional_error_snr3")) + _mark(r, "omega_median_fractional_error")
+         + f" ({100 * g(r, 'omega', 'snr3_kept_fraction'):.0f}%)"),
+        ("aleatoric calibration, median log10(sigma_pred / sigma_true), xi / omega / eta [dex]",
+         " / ".join(f"+-{cal[s]:g}" for s in STATISTICS),
+         lambda r: " / ".join(f"{g(r, s, 'calibration_dex_median'):+.3f}" + _mark(r, f"{s}_calibration_dex")
+                              for s in STATISTICS)),
+        ("coverage of the aleatoric 68% interval by single realisations, xi / omega / eta", f"{lo:g}-{hi:g}",
+         lambda r: " / ".join(f"{g(r, s, 'coverage_68'):.3f}" + _mark(r, f"{s}_coverage_68") for s in STATISTICS)),
+    ]
+    lines = ["| Measure | Target | " + " | ".join(_column_name(c) for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for name, target, cell in rows:
+        lines.append(f"| {name} | {target} | " + " | ".join(cell(c) for c in cols) + " |")
+    commands = "\n".join(f"    {r['command']}" for r in records)
+    return ("Hidden sets, each measured with\n\n" + commands + "\n\n" + "\n".join(lines) + "\n\n"
+            "(no): target not met. Truth: the realisation mean; its noise floor: the standard error of that mean "
+            "(with several boxes, from the scatter of the box means, so it includes their sample variance); own "
+            f"error: the floor removed in quadrature with c = sqrt(2/pi) = {MAE_NOISE_FACTOR:.3f}, exact for "
+            "Gaussian errors of a mean absolute error. xi's interval is the network's, in ln xi.\n")
