@@ -164,6 +164,27 @@ def test_resume_is_bit_for_bit(toy, tmp_path):
         T.train(toy, split, fast_config(lr=1e-2), device="cpu", resume=True, progress=False, log=lambda *a: None)
 
 
+def test_bad_checkpoint_is_a_clear_error(toy, tmp_path, capsys):
+    """A truncated, empty, random or incomplete checkpoint stops --resume with `error:` naming the file and what to
+    do, not a traceback."""
+    out = tmp_path / "emu.pt"
+    T.train(toy, out, fast_config(epochs=2), device="cpu", progress=False, log=lambda *a: None)
+    ckpt = out.with_name(out.name + ".ckpt")
+    good = ckpt.read_bytes()
+    incomplete = {k: v for k, v in torch.load(ckpt, weights_only=True).items() if k != "optimizer"}
+    cases = {"truncated": good[: len(good) // 2], "empty": b"", "random": bytes(range(256)) * 8}
+    for name, content in cases.items():
+        ckpt.write_bytes(content)
+        code = T.main(["--data", str(toy), "--out", str(out), "--network", "tiny", "--epochs", "4", "--resume",
+                       "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and "error:" in err and str(ckpt) in err and "drop --resume" in err, (name, err)
+        assert "Traceback" not in err
+    torch.save(incomplete, ckpt)
+    with pytest.raises(ValueError, match="lacks \\['optimizer'\\]"):
+        T.train(toy, out, fast_config(epochs=4), device="cpu", resume=True, progress=False, log=lambda *a: None)
+
+
 def test_time_limit_stops_cleanly_then_resumes(toy, tmp_path):
     out = tmp_path / "limited.pt"
     code = T.main(["--data", str(toy), "--out", str(out), "--network", "tiny", "--epochs", "4", "--batch-size", "32",

@@ -530,6 +530,32 @@ def prepare(data, out, cfg: TrainConfig, device="auto", checkpoint=None, plot=No
                        sched=cfg.scheduler(opt), shuffle=torch.Generator(device="cpu").manual_seed(cfg.seed))
 
 
+#: What a checkpoint holds (written by `save_checkpoint`); a file lacking any of these cannot be resumed from.
+CHECKPOINT_KEYS = ("version", "data_sha256", "config", "model", "optimizer", "scheduler", "shuffle_rng", "torch_rng",
+                   "history_json", "best_combined", "best_epoch", "best_state", "best_val_json", "epoch")
+
+
+def read_checkpoint(path: Path, device) -> dict:
+    """A training checkpoint, checked: a damaged, foreign or incomplete file is a ValueError naming it and what to do
+    (delete it, or drop --resume), never a raw traceback."""
+    fix = "delete it (training then starts from scratch) or drop --resume"
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty; {fix}")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:        # torch raises many kinds for a damaged or foreign file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'truncated'}); {fix}") from None
+    if not isinstance(ck, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(ck).__name__}, not a training checkpoint; {fix}")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {missing}: not a complete iaemu-train checkpoint; {fix}")
+    if ck["version"] != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path}: version {ck['version']}, expected {CHECKPOINT_VERSION}; {fix}")
+    return ck
+
+
 def restore(run: TrainingRun, log=print) -> None:
     """Step 2 (with --resume): continue from the run's checkpoint, refused when it was made on another dataset or
     with other settings."""
@@ -537,9 +563,7 @@ def restore(run: TrainingRun, log=print) -> None:
         log(f"--resume: no checkpoint {run.checkpoint} yet, starting from scratch")
         return
     checkpoint, dev = run.checkpoint, run.dev
-    ck = torch.load(checkpoint, map_location=dev, weights_only=True)
-    if ck.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {checkpoint}: version {ck.get('version')}, expected {CHECKPOINT_VERSION}")
+    ck = read_checkpoint(checkpoint, dev)
     if ck["data_sha256"] != run.data_hash:
         raise ValueError(f"checkpoint {checkpoint} was made on a different dataset (sha256 {ck['data_sha256'][:12]}..., "
                          f"{run.data} has {run.data_hash[:12]}...); remove it or drop --resume")
