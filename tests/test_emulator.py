@@ -113,6 +113,12 @@ def test_pickled_code_is_refused_without_unsafe_advice(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_default_artifact_missing_is_clear(monkeypatch, tmp_path):
+    monkeypatch.setattr(emulator_mod, "DEFAULT_ARTIFACT", tmp_path / "absent.pt")
+    with pytest.raises(FileNotFoundError, match="shipped emulator artifact .*iaemu-train"):
+        Emulator.load()
+
+
 def _with_meta(key, value):
     def edit(blob):
         meta = json.loads(blob["metadata_json"])
@@ -131,28 +137,6 @@ def _nan_weights(blob):
 
 
 @pytest.mark.parametrize("edit,message", [
-    (_with_meta("domain", None), "no training domain"),
-    (_with_meta("domain", {"n_rmse": 4}), "invalid training domain"),
-    (lambda b: b.update(metadata_json="[1, 2]"), "expected a JSON object"),
-    (_nan_weights, "non-finite weights"),
-    (lambda b: b.update(bin_edges=-torch.as_tensor(b["bin_edges"])), "bin_edges must be positive"),
-], ids=["no-domain", "bad-domain", "metadata-list", "nan-weights", "negative-edges"])
-def test_artifact_validated_fully(tiny_path, tmp_path, edit, message):
-    blob = _blob(tiny_path)
-    edit(blob)
-    bad = tmp_path / "bad.pt"
-    torch.save(blob, bad)
-    with pytest.raises(ArtifactError, match=message):
-        load_artifact(bad)
-
-
-def test_default_artifact_missing_is_clear(monkeypatch, tmp_path):
-    monkeypatch.setattr(emulator_mod, "DEFAULT_ARTIFACT", tmp_path / "absent.pt")
-    with pytest.raises(FileNotFoundError, match="shipped emulator artifact .*iaemu-train"):
-        Emulator.load()
-
-
-@pytest.mark.parametrize("edit,message", [
     (lambda b: b.update(format_version=FORMAT_VERSION + 1), "format_version"),
     (lambda b: b.update(format="something-else"), "not an IAEmu emulator artifact"),
     (lambda b: b.update(metadata_json=json.dumps({**json.loads(b["metadata_json"]),
@@ -160,8 +144,14 @@ def test_default_artifact_missing_is_clear(monkeypatch, tmp_path):
     (lambda b: b.update(input_mean=torch.zeros(5, dtype=torch.float64)), "input_mean has shape"),
     (lambda b: b["state_dict"].update({k: v[:, :-1] for k, v in b["state_dict"].items()
                                        if k == "embedding.layer1.0.weight"}), "sha256"),
+    (_with_meta("domain", None), "no training domain"),
+    (_with_meta("domain", {"n_rmse": 4}), "invalid training domain"),
+    (lambda b: b.update(metadata_json="[1, 2]"), "expected a JSON object"),
+    (_nan_weights, "non-finite weights"),
+    (lambda b: b.update(bin_edges=-torch.as_tensor(b["bin_edges"])), "bin_edges must be positive"),
 ])
 def test_incompatible_files(tiny_path, tmp_path, edit, message):
+    """Every defect of an artifact file is one clear ArtifactError, the artifact validated fully."""
     blob = _blob(tiny_path)
     edit(blob)
     bad = tmp_path / "bad.pt"

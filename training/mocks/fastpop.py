@@ -40,7 +40,7 @@ from typing import Mapping
 import numpy as np
 from scipy.special import erf
 
-from iaemu_theory.conventions import BIN_EDGES, DEFAULT_REALISATIONS, N_BINS, STATISTICS, validate_params
+from iaemu_theory.conventions import BIN_EDGES, DEFAULT_REALISATIONS, validate_params
 
 __all__ = ["FastIAMockModel", "FastPopulator", "Galaxies", "POPULATE_METHODS", "dimroth_watson_cos", "mock_model",
            "watson_abs_cos_cdf", "watson_shape"]
@@ -367,38 +367,10 @@ class FastIAMockModel:
                 orientation_draws: int = 0, progress: bool = False):
         """xi, omega, eta of `n_realisations` realisations and `orientation_draws` orientation-only redraws on
         the last one's positions, as IAMockModel.measure (a PointResult)."""
-        from training.mocks.correlations import PairGeometry
-        from training.mocks.model import PointResult, orientation_seed, realisation_seed
+        from training.mocks.model import measure_point
 
-        self.set_params(params)
-        seed = _check_seed(seed)
-        if int(n_realisations) < 1 or int(orientation_draws) < 0:
-            raise ValueError(f"n_realisations={n_realisations} must be >= 1 and orientation_draws="
-                             f"{orientation_draws} >= 0")
-        n_realisations, orientation_draws = int(n_realisations), int(orientation_draws)
-        seeds = np.array([realisation_seed(seed, r) for r in range(n_realisations)], dtype=np.uint64)
-        stats = np.full((n_realisations, len(STATISTICS), N_BINS), np.nan)
-        n_gal = np.zeros(n_realisations, dtype=np.int64)
-        iterator = range(n_realisations)
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(iterator, desc="realisations", unit="mock")
-        galaxies = None
-        for r in iterator:
-            galaxies = self.populator.populate(params, int(seeds[r]))
-            n_gal[r] = len(galaxies)
-            stats[r] = self.statistics(galaxies)
-        orientation_stats = None
-        if orientation_draws:
-            orientation_stats = np.full((orientation_draws, len(STATISTICS), N_BINS), np.nan)
-            geometry = PairGeometry(galaxies.positions, self.Lbox, BIN_EDGES)
-            for k in range(orientation_draws):
-                major = self.redraw_orientations(galaxies, orientation_seed(seed, k))
-                orientation_stats[k] = geometry.measure(major).as_array()
-        nan_flag = bool(np.isnan(stats).any() or (orientation_stats is not None and np.isnan(orientation_stats).any()))
-        return PointResult(stats=stats, n_galaxies=n_gal, seeds=seeds, orientation_stats=orientation_stats,
-                           nan_flag=nan_flag)
+        return measure_point(self, params, seed, n_realisations, orientation_draws, progress,
+                             populate=self.populator.populate, positions=lambda galaxies: galaxies.positions)
 
 
 def mock_model(catalog, populate: str = "fast", **kwargs):

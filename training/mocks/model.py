@@ -312,35 +312,46 @@ class IAMockModel:
         """xi, omega, eta of `n_realisations` independent realisations (positions and orientations
         re-populated each time, as in the paper), plus `orientation_draws` orientation-only redraws on
         the last realisation's positions (sharing one pair geometry)."""
-        from training.mocks.correlations import PairGeometry
+        return measure_point(self, params, seed, n_realisations, orientation_draws, progress,
+                             populate=self.populate, positions=lambda table: galaxy_arrays(table)[0])
 
-        self.set_params(params)
-        seed = _check_seed(seed)
-        if int(n_realisations) < 1 or int(orientation_draws) < 0:
-            raise ValueError(f"n_realisations={n_realisations} must be >= 1 and orientation_draws="
-                             f"{orientation_draws} >= 0")
-        n_realisations, orientation_draws = int(n_realisations), int(orientation_draws)
-        seeds = np.array([realisation_seed(seed, r) for r in range(n_realisations)], dtype=np.uint64)
-        stats = np.full((n_realisations, len(STATISTICS), N_BINS), np.nan)
-        n_gal = np.zeros(n_realisations, dtype=np.int64)
-        iterator = range(n_realisations)
-        if progress:
-            from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, desc="realisations", unit="mock")
-        table = None
-        for r in iterator:
-            table = self.populate(params, int(seeds[r]))
-            n_gal[r] = len(table)
-            stats[r] = self.statistics(table)
-        orientation_stats = None
-        if orientation_draws:
-            orientation_stats = np.full((orientation_draws, len(STATISTICS), N_BINS), np.nan)
-            positions = galaxy_arrays(table)[0]
-            geometry = PairGeometry(positions, self.Lbox, BIN_EDGES)
-            for k in range(orientation_draws):
-                orientations = self.redraw_orientations(table, orientation_seed(seed, k))
-                orientation_stats[k] = geometry.measure(orientations).as_array()
-        nan_flag = bool(np.isnan(stats).any() or (orientation_stats is not None and np.isnan(orientation_stats).any()))
-        return PointResult(stats=stats, n_galaxies=n_gal, seeds=seeds, orientation_stats=orientation_stats,
-                           nan_flag=nan_flag)
+def measure_point(model, params: Mapping[str, float], seed: int, n_realisations: int = DEFAULT_REALISATIONS,
+                  orientation_draws: int = 0, progress: bool = False, *, populate, positions) -> PointResult:
+    """The measurement of one design point, shared by the mock models: `n_realisations` re-populated realisations
+    and `orientation_draws` orientation-only redraws on the last one's positions (one pair geometry).
+
+    `populate(params, seed)` returns the model's galaxies, `positions(galaxies)` their (n, 3) positions; the model
+    provides `set_params`, `statistics(galaxies)`, `redraw_orientations(galaxies, seed)` and `Lbox`.
+    """
+    from training.mocks.correlations import PairGeometry
+
+    model.set_params(params)
+    seed = _check_seed(seed)
+    if int(n_realisations) < 1 or int(orientation_draws) < 0:
+        raise ValueError(f"n_realisations={n_realisations} must be >= 1 and orientation_draws="
+                         f"{orientation_draws} >= 0")
+    n_realisations, orientation_draws = int(n_realisations), int(orientation_draws)
+    seeds = np.array([realisation_seed(seed, r) for r in range(n_realisations)], dtype=np.uint64)
+    stats = np.full((n_realisations, len(STATISTICS), N_BINS), np.nan)
+    n_gal = np.zeros(n_realisations, dtype=np.int64)
+    iterator = range(n_realisations)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="realisations", unit="mock")
+    galaxies = None
+    for r in iterator:
+        galaxies = populate(params, int(seeds[r]))
+        n_gal[r] = len(galaxies)
+        stats[r] = model.statistics(galaxies)
+    orientation_stats = None
+    if orientation_draws:
+        orientation_stats = np.full((orientation_draws, len(STATISTICS), N_BINS), np.nan)
+        geometry = PairGeometry(positions(galaxies), model.Lbox, BIN_EDGES)
+        for k in range(orientation_draws):
+            orientation_stats[k] = geometry.measure(model.redraw_orientations(galaxies, orientation_seed(seed, k))
+                                                    ).as_array()
+    nan_flag = bool(np.isnan(stats).any() or (orientation_stats is not None and np.isnan(orientation_stats).any()))
+    return PointResult(stats=stats, n_galaxies=n_gal, seeds=seeds, orientation_stats=orientation_stats,
+                       nan_flag=nan_flag)
