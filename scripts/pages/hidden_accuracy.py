@@ -13,6 +13,11 @@ def _pct(v) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}%"
 
 
+def _interval(lo_hi) -> str:
+    """' [lo-hi%]': a 68% bootstrap interval over the points."""
+    return "" if not lo_hi else f" [{100 * lo_hi[0]:.2f}-{100 * lo_hi[1]:.2f}%]"
+
+
 def _column_name(rec: dict) -> str:
     if "dataset" in rec:
         return f"test split ({rec['n_points']} x {rec['n_realisations']})"
@@ -30,7 +35,7 @@ def render(records: list[dict]) -> str:
     """The table: one column per hidden-set record, then the test split of the first record that measured it."""
     if not records:
         raise ValueError("no hidden-set records to render")
-    cols = list(records)
+    cols = sorted(records, key=lambda r: (r["n_boxes"], r["n_points"]))
     test = next((r["test_split"] for r in records if "test_split" in r), None)
     if test is not None:
         cols.append(test)
@@ -44,17 +49,19 @@ def render(records: list[dict]) -> str:
         ("... of which shape noise within a box", "", lambda r: _pct(g(r, "xi", "noise_floor_within_box"))),
         (f"**xi own error**, sqrt(err^2 - ({MAE_NOISE_FACTOR:.3f} floor)^2)",
          f"<= {100 * TARGETS['xi_own_mean_fractional_error']:.1f}%",
-         lambda r: f"**{_pct(g(r, 'xi', 'own_mean_fractional_error'))}**" + _mark(r, "xi_own_mean_fractional_error")),
+         lambda r: f"**{_pct(g(r, 'xi', 'own_mean_fractional_error'))}**" + _mark(r, "xi_own_mean_fractional_error")
+         + _interval(g(r, "xi", "own_mean_fractional_error_bootstrap_68"))),
         ("xi own RMS error (RMS floor removed; exact for any error law)", "",
          lambda r: _pct(g(r, "xi", "own_rms_fractional_error"))),
         (f"c measured from half-truths (Gaussian errors: {MAE_NOISE_FACTOR:.3f})", "",
          lambda r: "-" if not math.isfinite(g(r, "xi", "c_from_halves")) else f"{g(r, 'xi', 'c_from_halves'):.2f}"),
         ("median abs(pred - truth) / s.e., xi / omega / eta", "",
          lambda r: " / ".join(f"{g(r, s, 'median_abs_residual_se'):.2f}" for s in STATISTICS)),
-        ("omega median fractional error where truth > 3 s.e. (share of bins)",
+        ("omega median fractional error where truth > 3 s.e.",
          f"<= {100 * TARGETS['omega_median_fractional_error']:.0f}%",
          lambda r: _pct(g(r, "omega", "median_fractional_error_snr3")) + _mark(r, "omega_median_fractional_error")
-         + f" ({100 * g(r, 'omega', 'snr3_kept_fraction'):.0f}%)"),
+         + _interval(g(r, "omega", "median_fractional_error_snr3_bootstrap_68"))
+         + f", {100 * g(r, 'omega', 'snr3_kept_fraction'):.0f}% of bins"),
         ("aleatoric calibration, median log10(sigma_pred / sigma_true), xi / omega / eta [dex]",
          " / ".join(f"+-{cal[s]:g}" for s in STATISTICS),
          lambda r: " / ".join(f"{g(r, s, 'calibration_dex_median'):+.3f}" + _mark(r, f"{s}_calibration_dex")
@@ -66,9 +73,10 @@ def render(records: list[dict]) -> str:
              "|---|---|" + "---|" * len(cols)]
     for name, target, cell in rows:
         lines.append(f"| {name} | {target} | " + " | ".join(cell(c) for c in cols) + " |")
-    commands = "\n".join(f"    {r['command']}" for r in records)
+    commands = "\n".join(f"    {r['command']}" for r in cols if "command" in r)
     return ("Hidden sets, each measured with\n\n" + commands + "\n\n" + "\n".join(lines) + "\n\n"
-            "(no): target not met. Truth: the realisation mean; its noise floor: the standard error of that mean "
+            "(no): target not met; [a-b%]: 68% bootstrap interval over the points. Truth: the realisation mean; "
+            "its noise floor: the standard error of that mean "
             "(with several boxes, from the scatter of the box means, so it includes their sample variance); own "
             f"error: the floor removed in quadrature with c = sqrt(2/pi) = {MAE_NOISE_FACTOR:.3f}, exact for "
             "Gaussian errors of a mean absolute error. xi's interval is the network's, in ln xi.\n")

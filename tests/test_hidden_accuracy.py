@@ -1,0 +1,149 @@
+"""The hidden-set accuracy tool (`training.emulator.accuracy`): the noise-floor removal on synthetic numbers, and the
+command on the toy catalog with a tiny random artifact (runs, resumes after an interruption to the same JSON)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iaemu_theory.conventions import N_BINS, STATISTICS
+from training.emulator import accuracy
+from training.emulator.accuracy import MAE_NOISE_FACTOR, hidden_measures, remove_noise_floor, truth_with_floor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_constant_is_the_mean_absolute_value_of_a_normal():
+    z = np.random.default_rng(0).standard_normal(2_000_000)
+    assert MAE_NOISE_FACTOR == pytest.approx(np.abs(z).mean(), rel=2e-3)
+    assert remove_noise_floor(0.05, 0.03) == pytest.approx(np.sqrt(0.05**2 - (MAE_NOISE_FACTOR * 0.03) ** 2))
+    assert remove_noise_floor(0.01, 0.03) == 0.0
+    with pytest.raises(ValueError, match="must be >= 0"):
+        remove_noise_floor(0.01, -0.03)
+
+
+def _synthetic(n_points=400, realisations=16, n_boxes=1, emulator_error=0.02, shape_noise=0.08, box_noise=0.0,
+               seed=1):
+    """Truth T per point and bin; realisations T (1 + box offset + shape noise); an emulator T (1 + d),
+    d ~ N(0, emulator_error^2), whose aleatoric sigma is the true single-realisation scatter."""
+    rng = np.random.default_rng(seed)
+    base = np.exp(rng.normal(0.0, 1.0, (n_points, 1, len(STATISTICS), N_BINS)))
+    per = realisations // n_boxes
+    box = np.repeat(rng.normal(0.0, box_noise, (n_points, n_boxes, 1, len(STATISTICS), N_BINS)), per, axis=2)
+    box = box.reshape(n_points, realisations, len(STATISTICS), N_BINS)
+    stats = base * (1.0 + box + rng.normal(0.0, shape_noise, (n_points, realisations, len(STATISTICS), N_BINS)))
+    d = rng.normal(0.0, emulator_error, (n_points, len(STATISTICS), N_BINS))
+    pred = {}
+    for k, s in enumerate(STATISTICS):
+        pred[s] = base[:, 0, k] * (1.0 + d[:, k])
+        pred[f"{s}_aleatoric_var"] = (base[:, 0, k] ** 2) * (shape_noise**2 + box_noise**2)
+    return pred, stats, base[:, 0]
+
+
+def test_noise_floor_removal_recovers_the_emulators_own_error():
+    """A 2% Gaussian emulator error measured against a truth of 2% noise: the measured error is ~2.3%, the floor
+    ~2%, and the removal gives back E|d| = 0.798 x 2%."""
+    pred, stats, base = _synthetic()
+    rec = hidden_measures(pred, stats, resamples=20)
+    sm = rec["summary"]["xi"]
+    assert sm["noise_floor"] == pytest.approx(0.08 / 4, rel=0.03)
+    assert sm["mean_fractional_error"] > 1.3 * MAE_NOISE_FACTOR * 0.02       # the noise inflates it
+    assert sm["own_mean_fractional_error"] == pytest.approx(MAE_NOISE_FACTOR * 0.02, rel=0.04)
+    assert sm["own_rms_fractional_error"] == pytest.approx(0.02, rel=0.04)
+    assert 0.6 < sm["c_from_halves"] < 1.0
+    # the aleatoric sigma is the true scatter: calibrated, and its 68% interval covers 68% of single realisations
+    for s in ("omega", "eta"):
+        assert abs(rec["summary"][s]["calibration_dex_median"]) < 0.02     # (s of 16 draws is ~1% low)
+    exact = dict(pred, **{s: base[:, k] for k, s in enumerate(STATISTICS)})
+    cover = hidden_measures(exact, stats, resamples=20)["summary"]
+    for s in STATISTICS:
+        assert cover[s]["coverage_68"] == pytest.approx(0.683, abs=0.01), s
+
+
+def test_the_floor_of_several_boxes_includes_their_sample_variance():
+    """se of a mean over 4 boxes x 10 realisations: sqrt(tau^2 / 4 + sigma^2 / 40) per bin, on average."""
+    _, stats, base = _synthetic(n_points=300, realisations=40, n_boxes=4, box_noise=0.05)
+    t = truth_with_floor(stats, n_boxes=4)
+    expect = np.sqrt(0.05**2 / 4 + 0.08**2 / 40)
+    assert np.mean(t["se"] / base) == pytest.approx(expect, rel=0.03)
+    assert np.mean(t["se_within"] / base) == pytest.approx(0.08 / np.sqrt(40), rel=0.02)
+    with pytest.raises(ValueError, match="spread evenly over 3 boxes"):
+        truth_with_floor(stats, n_boxes=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    """An untrained tiny artifact whose domain gives the toy catalog enough galaxies."""
+    from iaemu_theory.artifact import make_random_artifact
+    from iaemu_theory.domain import Domain
+
+    return make_random_artifact(tmp_path_factory.mktemp("artifact") / "tiny.pt", tiny=True,
+                                domain=Domain(logMmin_range=(11.5, 12.0)))
+
+
+def _args(artifact, out, *extra):
+    return ["--artifact", str(artifact), "--catalogs", "toy", "--points", "3", "--realisations", "4", "--seed", "5",
+            "--rules", "nan", "--mc-passes", "2", "--out", str(out), *extra]
+
+
+def test_the_command_runs_and_resumes_to_the_same_json(tiny_artifact, tmp_path, monkeypatch, torch_one_thread):
+    out = tmp_path / "hidden_accuracy.json"
+    assert accuracy.main(_args(tiny_artifact, out)) == 0
+    whole = out.read_bytes()
+    rec = json.loads(whole)
+    assert rec["n_points"] == 3 and rec["n_realisations"] == 4 and rec["n_boxes"] == 1
+    assert rec["candidates"] == 3 + rec["rejected"] and len(rec["points"]) == 3
+    assert set(rec["targets"]) >= {"xi_own_mean_fractional_error", "omega_median_fractional_error",
+                                   "eta_coverage_68", "xi_calibration_dex"}
+    assert not accuracy.parts_dir(out).exists()
+    out.unlink()
+
+    real = accuracy.measure_candidate
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(accuracy, "measure_candidate", interrupted)
+    assert accuracy.main(_args(tiny_artifact, out)) != 0
+    assert not out.exists() and len(list(accuracy.parts_dir(out).glob("candidate_*.npz"))) == 2
+    calls.clear()
+    monkeypatch.setattr(accuracy, "measure_candidate", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    assert accuracy.main(_args(tiny_artifact, out)) == 0
+    assert out.read_bytes() == whole
+    assert len(calls) == rec["candidates"] - 2          # the two saved candidates were not measured again
+
+
+    pages = tmp_path / "pages"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_docs.py"), "--results", str(tmp_path),
+                          "--out", str(pages)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    text = (pages / "hidden_accuracy.md").read_text()
+    assert rec["command"] in text and f"{100 * rec['summary']['xi']['noise_floor']:.2f}%" in text
+
+
+def test_settings_changed_under_saved_candidates_are_refused(tiny_artifact, tmp_path, capsys, torch_one_thread):
+    out = tmp_path / "hidden.json"
+    assert accuracy.main(_args(tiny_artifact, out, "--keep-parts")) == 0
+    assert accuracy.parts_dir(out).is_dir()
+    args = _args(tiny_artifact, out)
+    args[args.index("--seed") + 1] = "6"
+    assert accuracy.main(args) == 2
+    assert "other settings (seed" in capsys.readouterr().err
+
+
+def test_realisations_spread_over_two_catalogs(tiny_artifact, tmp_path, toy_catalog_file, capsys, torch_one_thread):
+    out = tmp_path / "two.json"
+    args = _args(tiny_artifact, out)
+    args[args.index("--catalogs") + 1: args.index("--catalogs") + 2] = ["toy", str(toy_catalog_file)]
+    assert accuracy.main(args) == 0
+    rec = json.loads(out.read_text())
+    assert rec["n_boxes"] == 2 and len(rec["catalogs"]) == 2
+    args[args.index("--realisations") + 1] = "5"
+    assert accuracy.main(args) == 2
+    assert "--realisations 5 must be a multiple of the 2 catalogs" in capsys.readouterr().err
