@@ -24,7 +24,7 @@ so we train on one row per point with the right-hand side: the same optimum, R t
 (Seitzer et al. 2022) multiplies each point's term by stopgrad(sigma^2)^beta, which is the same for all of
 its realisations, so the equivalence holds with the weighting too.
 
-Schedule as the paper (issue 4): beta = 1 for a warm-up, then beta_xi = 0.9, beta_omega = beta_eta = 0.5; AdamW
+Schedule as the paper: beta = 1 for a warm-up, then beta_xi = 0.9, beta_omega = beta_eta = 0.5; AdamW
 (weight decay 1e-4), batch 128, learning rate x0.9 every 167 epochs (`--lr-schedule step`) or cosine-annealed
 to `--lr-min` over the run (`--lr-schedule cosine`), gradient-norm clipping, validation every 5 epochs on
 0.7 MSE + 0.3 NLL (per-realisation-row averages), early stopping after 100 epochs without improvement; the
