@@ -50,6 +50,8 @@ PRESETS: dict[str, Preset] = {
     "test": Preset("test", boxsize=64.0, n_particles=48, n_mesh=96, n_steps=10, min_particles=20, checkpoint_every=4),
     # the shipped emulator's catalog: 10^11.5 Msun/h = 42 particles of 7.5e9 Msun/h
     "default": Preset("default", boxsize=128.0, n_particles=288, n_mesh=576, n_steps=30, min_particles=20),
+    # the resolution study: the default box at 1.37x the particles (12.6 GiB peak, ~20 min on one core)
+    "hires320": Preset("hires320", boxsize=128.0, n_particles=320, n_mesh=640, n_steps=30, min_particles=20),
     # for machines with more memory and time: Bolshoi-Planck's box at the same mass resolution
     "large": Preset("large", boxsize=250.0, n_particles=562, n_mesh=1124, n_steps=30, min_particles=20),
 }
