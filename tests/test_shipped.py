@@ -143,12 +143,21 @@ def test_cobaya_bib_command():
 
 
 def test_interrupted_fit_resumes(tmp_path):
+    """Interrupted (SIGINT) once its chain is on disk, the sample-1 fit resumes with -r and runs to convergence.
+    The convergence criterion is tightened (R-1 < 0.003) so that the interruption lands mid-run."""
     exe = shutil.which("cobaya-run")
     if exe is None:
         pytest.skip("cobaya-run is not on PATH")
+    info = load("iaemu_tng.yaml", tmp_path)
+    assert info["sampler"]["mcmc"]["output_every"] == "1s"           # the shipped setting under test
+    info["sampler"]["mcmc"]["Rminus1_stop"] = 0.003
     prefix = tmp_path / "chains" / "tng"
+    info["output"] = str(prefix)
+    from cobaya.yaml import yaml_dump_file
+
+    yaml_dump_file(str(tmp_path / "tng.yaml"), info, error_if_exists=False)
     chain = Path(f"{prefix}.1.txt")
-    cmd = [exe, "--no-mpi", "-o", str(prefix), str(REPO / "yaml" / "iaemu_tng.yaml")]
+    cmd = [exe, "--no-mpi", str(tmp_path / "tng.yaml")]
     env = {k: v for k, v in os.environ.items() if k != "IAEMU_ARTIFACT"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 60
@@ -156,12 +165,13 @@ def test_interrupted_fit_resumes(tmp_path):
         time.sleep(0.2)
     assert proc.poll() is None, "the fit ended before it could be interrupted:\n" + proc.stdout.read()[-2000:]
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    first = proc.communicate(timeout=60)[0]
+    assert "converged" not in first, first[-2000:]
     rows = len(np.loadtxt(chain, ndmin=2))
     assert rows > 0
     done = subprocess.run(cmd[:2] + ["-r"] + cmd[2:], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
-    assert "Resuming" in log and "The run has converged" in log
+    assert "Resuming" in log and "The run has converged" in log, log[-3000:]
     assert len(np.loadtxt(chain, ndmin=2)) > rows
