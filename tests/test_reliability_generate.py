@@ -225,7 +225,7 @@ def _start(out, *extra, sleep="0.3", workers="2"):
                                                    (signal.SIGTERM, 143, "1")])
 def test_interrupted_generation_exits_128_plus_signal_and_keeps_its_points(tmp_path, signum, code, workers):
     out = tmp_path / "sig.h5"
-    proc = _start(out, sleep="1.0", workers=workers)     # 12 points of 1 s: the signal lands mid-run even under load
+    proc = _start(out, sleep="2.0", workers=workers)     # 12 points of 2 s: the signal lands mid-run even under load
     try:
         _wait_for(lambda: _n_parts(out) >= 2, 30, "two finished points")
         proc.send_signal(signum)
