@@ -209,7 +209,7 @@ def test_repository_catalog_is_checked_against_its_recorded_sha256(nbody_test_ca
     (data_dir / "MANIFEST.json").write_text(json.dumps({"files": {path.name: digest}}))
     monkeypatch.setattr(datafiles, "DATA_DIR", data_dir)
     monkeypatch.setattr(datafiles, "MANIFEST", data_dir / "MANIFEST.json")
-    monkeypatch.setattr(datafiles, "_verified", {})
+    monkeypatch.setattr(datafiles, "_digests", {})
     assert load_catalog(str(path)).catalog_hash == nbody_test_catalog.catalog_hash
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0xFF

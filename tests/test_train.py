@@ -498,7 +498,7 @@ def recorded_toy(toy, tmp_path, monkeypatch):
     (data_dir / "MANIFEST.json").write_text(json.dumps({"files": {"toy.h5": T.dataset_sha256(toy)}, "retired": {}}))
     monkeypatch.setattr(datafiles, "DATA_DIR", data_dir.resolve())
     monkeypatch.setattr(datafiles, "MANIFEST", data_dir / "MANIFEST.json")
-    monkeypatch.setattr(datafiles, "_verified", {})
+    monkeypatch.setattr(datafiles, "_digests", {})
     return path
 
 

@@ -17,7 +17,8 @@ MANIFEST = DATA_DIR / "MANIFEST.json"
 #: The dataset the shipped emulator was trained on (training/configs/shipped.yaml).
 SHIPPED_DATASET = "dataset_v4.h5"
 
-_verified: dict[Path, tuple[int, int]] = {}
+#: Digests already computed: resolved path -> ((size, mtime_ns), sha256).
+_digests: dict[Path, tuple[tuple[int, int], str]] = {}
 
 
 class DataFileError(ValueError):
@@ -56,26 +57,35 @@ def _recorded_name(path: Path) -> str | None:
     return resolved.name if resolved.name in recorded_files() else None
 
 
+def file_sha256(path) -> str:
+    """sha256 of a file, hashed once while its size and modification time stay the same (a 50 MB dataset is
+    checked on load and its digest recorded in the artifact: one read serves both)."""
+    path = Path(path)
+    st = path.stat()
+    stamp, key = (st.st_size, st.st_mtime_ns), path.resolve()
+    cached = _digests.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    digest = sha256_file(path)
+    _digests[key] = (stamp, digest)
+    return digest
+
+
 def check_file(path) -> str | None:
     """Check a file loaded by the project: when it is a recorded file at its repository path, its sha256 must be the
     recorded one (DataFileError naming the file and both digests). Returns the recorded digest, or None for any
-    other path (not checked). A file unchanged since its last check (same size and mtime) is not hashed again."""
+    other path (not checked). A file unchanged since it was last hashed (same size and mtime) is not hashed again."""
     path = Path(path)
     name = _recorded_name(path)
     if name is None:
         return None
     expected = recorded_files()[name]
-    st = path.stat()
-    stamp = (st.st_size, st.st_mtime_ns)
-    if _verified.get(path.resolve()) == stamp:
-        return expected
-    actual = sha256_file(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise DataFileError(
             f"{path}: sha256 {actual} differs from the recorded {expected} (training/data/MANIFEST.json). The file "
             f"was changed or damaged; restore it with `git checkout -- training/data/{name}`, or load a modified "
             f"copy from another path")
-    _verified[path.resolve()] = stamp
     return expected
 
 

@@ -409,8 +409,8 @@ def _test_split(emu, data, seed, log):
     pred = emu.predict(ds.params[idx], outside="ignore")      # no MC dropout: none of these measures needs it
     test = hidden_measures(pred, ds.stats[idx], n_boxes=1)
     test.pop("standard")
-    test.update(dataset=Path(data).name, dataset_sha256=dataset_sha256(data),
-                trained_on_this_dataset=emu.artifact.dataset_hash == dataset_sha256(data))
+    digest = dataset_sha256(data)
+    test.update(dataset=Path(data).name, dataset_sha256=digest, trained_on_this_dataset=emu.artifact.dataset_hash == digest)
     return test, _to_unit(emu.domain, ds.params)
 
 

@@ -62,8 +62,8 @@ from iaemu_theory.emulator import resolve_device
 from iaemu_theory.network import OUTPUT_FORMS, IAEmuNetwork, NetworkConfig, count_parameters
 from training.common.cli import add_debug_argument, run_command
 from training.common.datafiles import check_file, missing_hint
+from training.common.datafiles import file_sha256 as dataset_sha256
 from training.common.fileio import atomic_path
-from training.common.fileio import sha256_file as dataset_sha256
 from training.dataset.schema import SPLIT_NAMES, Dataset, read_dataset
 
 #: Exit status of a run stopped by --max-minutes (resume it with --resume).
