@@ -162,14 +162,18 @@ class _Cells:
     periodic: bool
 
 
+def _grid_extent(pos: np.ndarray, period: np.ndarray, periodic: bool, rmax: float):
+    """Origin and side lengths of the grid a cell or column index is taken on: the box when periodic, else the
+    galaxies' bounding box (at least rmax on a side)."""
+    if periodic:
+        return np.zeros(3), period
+    lo = pos.min(axis=0)
+    return lo, np.maximum(pos.max(axis=0) - lo, rmax)
+
+
 def _build_cells(pos: np.ndarray, period: np.ndarray, periodic: bool, rmax: float) -> _Cells:
     """Sort galaxies into a grid of cells at least `rmax` wide (so pairs lie in neighbouring cells)."""
-    if periodic:
-        lo = np.zeros(3)
-        extent = period
-    else:
-        lo = pos.min(axis=0)
-        extent = np.maximum(pos.max(axis=0) - lo, rmax)
+    lo, extent = _grid_extent(pos, period, periodic, rmax)
     # cap the grid so the cell array stays small for tiny rmax
     ncell = np.clip(np.floor(extent / rmax), 1, 128).astype(np.int64)
     idx3 = np.floor((pos - lo) / extent * ncell).astype(np.int64)
@@ -200,12 +204,7 @@ _BIN_TABLE_SIZE = 2048
 
 def _build_columns(pos: np.ndarray, period: np.ndarray, periodic: bool, rmax: float) -> _Columns:
     """Sort galaxies into x-y columns at least rmax / _REACH wide, each column sorted by z."""
-    if periodic:
-        lo = np.zeros(3)
-        extent = period
-    else:
-        lo = pos.min(axis=0)
-        extent = np.maximum(pos.max(axis=0) - lo, rmax)
+    lo, extent = _grid_extent(pos, period, periodic, rmax)
     # at most 256 x 256 columns, so a column index fits in 16 bits (and the start array stays small)
     ncol = np.clip(np.floor(extent[:2] / (rmax / _REACH)), 1, 256).astype(np.int64)
     idx2 = np.clip(np.floor((pos[:, :2] - lo[:2]) / extent[:2] * ncol).astype(np.int64), 0, ncol - 1)
