@@ -276,6 +276,17 @@ class Emulator:
                 raise ValueError(text)
             warnings.warn(text + "; their predictions are extrapolations (mask: result['inside'])", DomainWarning,
                           stacklevel=2)
+        res = self.predict_array(p, statistics, mc_passes, seed)
+        res["inside"] = inside
+        return res
+
+    def predict_array(self, p: np.ndarray, statistics=None, mc_passes: int = 0, seed: int | None = None
+                      ) -> dict[str, np.ndarray]:
+        """`predict` for a float64 array (n, 7) whose values the caller has already checked (`params_array`, and
+        the domain as it sees fit): no input checks, no domain flag. For callers on a hot path that check the
+        domain themselves, such as the Cobaya Theory."""
+        statistics = self._statistics(statistics)
+        mc_passes = _mc_passes(mc_passes)
         n, step = len(p), self.max_rows
         keys = [f"{s}{k}" for s in statistics for k in ("", "_aleatoric_var")]
         keys += [f"{s}_epistemic_var" for s in statistics] if mc_passes else []
@@ -294,7 +305,6 @@ class Emulator:
                     out.update(self._epistemic(x, statistics, out, mc_passes, gen))
                 for k, v in out.items():
                     res[k][i:i + mc_step] = v.to("cpu", torch.float64).numpy()
-        res["inside"] = inside
         return res
 
     def predict_unfolded(self, params, statistics=None) -> dict[str, np.ndarray]:

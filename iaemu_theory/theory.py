@@ -100,7 +100,6 @@ class IAEmu(Theory):
         self._need_epistemic = False
         self._warned_outside = False
         self._x = np.empty((1, len(PARAM_NAMES)))
-        self._mu_columns = [PARAM_NAMES.index(n) for n in ALIGNMENT_PARAMS]
 
     # ---- Cobaya interface -------------------------------------------------------------------------
 
@@ -201,20 +200,17 @@ class IAEmu(Theory):
             if self.outside_domain == "zero":
                 self.log.debug("outside the training domain: %s", "; ".join(self.domain.explain(x)))
                 return False
-            if np.any(np.abs(x[0, self._mu_columns]) > 1.0):
-                # halotools-IA's Dimroth-Watson strengths live in [-1, 1]; beyond, there is no model to follow
-                self.log.debug("alignment strength outside [-1, 1]: %s", "; ".join(self.domain.explain(x)))
+            try:    # physical ranges: |mu| <= 1 (beyond, halotools-IA's alignment model is undefined), sigma_logM > 0
+                self.emulator.params_array(x)
+            except ValueError as excpt:
+                self.log.debug("no prediction: %s", excpt)
                 return False
             if not self._warned_outside:
                 self.log.warning("extrapolating outside the emulator's training domain (%s); predictions there are "
                                  "not validated. This warning is shown once.", "; ".join(self.domain.explain(x)))
                 self._warned_outside = True
         stats = self._stats or list(STATISTICS)
-        try:
-            pred = self.emulator.predict(x, mc_passes=self.mc_passes, statistics=stats, outside="ignore")
-        except ValueError as excpt:         # physically invalid HOD values reached by extrapolation
-            self.log.debug("no prediction: %s", excpt)
-            return False
+        pred = self.emulator.predict_array(x, stats, self.mc_passes)
         for stat in stats:
             state[stat] = np.asarray(pred[stat][0], dtype=float)
             var = np.asarray(pred[f"{stat}_aleatoric_var"][0], dtype=float)
