@@ -15,6 +15,8 @@ Sources (`load_catalog`):
     halotools-format hdf5 (a cached-catalog file with a 'data' table).
   - any other name ("default", "test", ...): a preset of the project's own N-body pipeline,
     `training.catalogs.nbody.load_catalog_columns(preset, seed=...)`.
+  - a catalog set: a name in CATALOG_SETS (DEFAULT_CATALOG, the boxes the shipped emulator's truths mix) or
+    specs joined by "+" ("a.npz+b.npz"), loaded as a `CatalogSet` of independent boxes of one side.
 
 Halos whose major axis (halo_axisA_x/y/z) is all zero are dropped: their central orientations
 would be undefined (NaN) in CentralAlignment.
@@ -47,6 +49,17 @@ BOLPLANCK_CACHE = dict(simname="bolplanck", halo_finder="rockstar", redshift=0.0
 BOLPLANCK_HOST_MASS_BINS = np.logspace(10.5, 15.2, 15)
 #: halotools' default completeness cut (host halos need more than this many particles), used for bolplanck.
 HALOTOOLS_NUM_PTCL_REQUIREMENT = 300
+
+#: The repository's independent N-body boxes (training/data/boxes, README there; not in an installed package).
+BOXES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "boxes")
+#: Named catalog sets: several independent boxes whose mocks a dataset's truths mix (`CatalogSet`).
+CATALOG_SETS: dict[str, tuple[str, ...]] = {
+    "hires320x3": tuple(os.path.join(BOXES_DIR, f"iaemu-pm-hires320-s{s}-v4.npz") for s in (1, 2, 3)),
+}
+#: The catalog set of the shipped emulator's dataset: three 320^3 boxes of 128 Mpc/h (docs/catalog_set.md).
+DEFAULT_CATALOG = "hires320x3"
+#: Joins the members of an ad hoc catalog set ("a.npz+b.npz").
+SET_SEPARATOR = "+"
 
 BOLPLANCK_DOWNLOAD_HELP = (
     "The Bolshoi-Planck halo catalog is not in the halotools cache. Download it once (needs internet) with\n"
@@ -325,6 +338,10 @@ def load_catalog(name_or_path="default", **kwargs):
     catalog_id and catalog_hash attributes (see the module docstring).
     """
     name = os.fspath(name_or_path)
+    if set_members(name) is not None:
+        if kwargs:
+            raise TypeError(f"catalog set {name!r} takes no options, got {sorted(kwargs)}")
+        return load_catalog_set(name)
     if name == "bolplanck":
         if kwargs:
             raise TypeError(f"bolplanck takes no options, got {sorted(kwargs)}")
@@ -334,6 +351,62 @@ def load_catalog(name_or_path="default", **kwargs):
     if _looks_like_path(name):
         return read_catalog_file(name, **kwargs)
     return load_preset(name, **kwargs)
+
+
+class CatalogSet:
+    """Independent boxes of one side whose mocks are mixed (a truth's realisations spread over the boxes, so its
+    variance includes one box's sample variance). catalog_id names the set; catalog_hash is the sha256 of the
+    members' hashes in order."""
+
+    def __init__(self, members, catalog_id: str):
+        members = list(members)
+        if len(members) < 2:
+            raise CatalogError(f"catalog set {catalog_id!r} needs at least 2 boxes, got {len(members)}")
+        sides = sorted({float(c.Lbox[0]) if np.ndim(c.Lbox) else float(c.Lbox) for c in members})
+        if len(sides) != 1:
+            raise CatalogError(f"catalog set {catalog_id!r} mixes box sides {sides} Mpc/h; its boxes must share one")
+        self.members = members
+        self.catalog_id = str(catalog_id)
+        self.catalog_hash = hashlib.sha256(" ".join(c.catalog_hash for c in members).encode()).hexdigest()
+        self.Lbox = members[0].Lbox
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self):
+        return iter(self.members)
+
+    def host_mass(self) -> np.ndarray:
+        """Host masses (Msun/h) of the first box: the boxes share a mass function (the dry run counts galaxies)."""
+        table, first = self.members[0].halo_table, self.members[0]
+        mass = np.asarray(table["halo_mvir"], dtype=np.float64)[np.asarray(table["halo_upid"]) == -1]
+        return mass[mass > float(getattr(first, "min_host_mass", 0.0) or 0.0)]
+
+
+def set_members(name: str) -> tuple[str, ...] | None:
+    """The member specs of a catalog set name (CATALOG_SETS or "a+b"), or None for a single catalog."""
+    if name in CATALOG_SETS:
+        return CATALOG_SETS[name]
+    if SET_SEPARATOR in name and not os.path.exists(name):
+        return tuple(part for part in name.split(SET_SEPARATOR) if part)
+    return None
+
+
+def expand_catalog_names(names) -> list[str]:
+    """Catalog names with every set replaced by its member specs, in order."""
+    return [member for name in names for member in (set_members(os.fspath(name)) or (os.fspath(name),))]
+
+
+def load_catalog_set(name: str) -> CatalogSet:
+    """A CatalogSet by name (CATALOG_SETS) or by member specs joined with "+"."""
+    specs = set_members(name) or ()
+    members = []
+    for spec in specs:
+        if name in CATALOG_SETS and not os.path.exists(spec):
+            raise CatalogError(f"catalog set {name!r}: box {spec} is missing; the boxes live in the source "
+                               f"repository's training/data/boxes (see its README.md for how each was built)")
+        members.append(load_catalog(spec))
+    return CatalogSet(members, name if name in CATALOG_SETS else SET_SEPARATOR.join(c.catalog_id for c in members))
 
 
 def virial_radius(mass, delta_vir: float = 333.0, omega_m: float = 0.307) -> np.ndarray:

@@ -58,6 +58,7 @@ from training.common.cli import (add_debug_argument, finite_float, interrupt_exi
 from training.dataset.design import DESIGN_METHODS, design_summary, realistic_design
 from training.common import tasks
 from training.common.fileio import atomic_write_bytes, atomic_write_text, exclusive_lock, sha256_bytes, stale_temporaries
+from training.catalogs.sources import DEFAULT_CATALOG
 from training.mocks.occupation import expected_galaxy_counts, host_masses
 from training.dataset.schema import (SCHEMA_VERSION, STATUS_DONE, STATUS_ERROR, STATUS_NAN, STATUS_PENDING, Dataset,
                              DatasetFileError, read_dataset, write_dataset)
@@ -90,21 +91,21 @@ _PART_NAME = re.compile(rf"^{PART_PREFIX}(\d+)\.npz$")
 
 
 def mock_engine(catalog_spec: str):
-    """The real engine: a halotools-IA mock model on a catalog ("default", "test" or a path)."""
+    """The real engine: a halotools-IA mock model on a catalog or catalog set (load_catalog's names and paths)."""
     from training.catalogs.sources import load_catalog
-    from training.mocks.model import IAMockModel
+    from training.mocks.fastpop import mock_model
 
     catalog = load_catalog(catalog_spec)
-    return IAMockModel(catalog), catalog
+    return mock_model(catalog, populate="halotools"), catalog
 
 
 def fast_mock_engine(catalog_spec: str):
-    """The paper's model with the fast populate (training.mocks.fastpop) on a catalog."""
+    """The paper's model with the fast populate (training.mocks.fastpop) on a catalog or catalog set."""
     from training.catalogs.sources import load_catalog
-    from training.mocks.fastpop import FastIAMockModel
+    from training.mocks.fastpop import mock_model
 
     catalog = load_catalog(catalog_spec)
-    return FastIAMockModel(catalog), catalog
+    return mock_model(catalog, populate="fast"), catalog
 
 
 def populate_of(engine: str) -> str:
@@ -852,7 +853,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_type, required=True,
                    help="master seed, an integer in [0, 2**63) (design and every realisation)")
     p.add_argument("--out", required=True, help="output HDF5 file; finished points go to OUT.parts/")
-    p.add_argument("--catalog", default="default", help="catalog: 'default', 'test' or a path (default: default)")
+    p.add_argument("--catalog", default=DEFAULT_CATALOG,
+                   help="catalog or catalog set: a preset ('default', 'test'), a path, a set name or paths joined by "
+                        f"'+', whose boxes the realisations cycle through (default: {DEFAULT_CATALOG})")
     p.add_argument("--realisations", type=positive_int, default=DEFAULT_REALISATIONS,
                    help=f"realisations per point (default {DEFAULT_REALISATIONS})")
     p.add_argument("--orientation-draws", type=nonnegative_int, default=0,

@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from iaemu_theory.conventions import BIN_EDGES, PARAM_NAMES, STATISTICS
+from training.catalogs.sources import DEFAULT_CATALOG, expand_catalog_names
 from training.common.cli import add_debug_argument, check_output_path, positive_int, run_command, seed_type
 from training.common.fileio import atomic_savez, atomic_write_text, exclusive_lock
 from training.dataset.manage import CLEANING_RULES
@@ -342,7 +343,13 @@ def hidden_set(catalog_names: list[str], domain, n_points: int, realisations: in
     return kept, records
 
 
-def evaluate_hidden(artifact, catalogs=("default",), out=DEFAULT_OUT, n_points: int = 25, realisations: int = 40,
+def default_realisations(n_boxes: int, at_least: int = 40) -> int:
+    """The hidden set's realisations per point when not given: at least `at_least`, a multiple of the boxes."""
+    return -(-int(at_least) // int(n_boxes)) * int(n_boxes)
+
+
+def evaluate_hidden(artifact, catalogs=(DEFAULT_CATALOG,), out=DEFAULT_OUT, n_points: int = 25,
+                    realisations: int | None = None,
                     seed: int = DEFAULT_SEED, data=None, mc_passes: int = 50, max_candidates: int | None = None,
                     rules=CLEANING_RULES, keep_parts: bool = False, log=print) -> dict:
     """Measure the hidden set (resumably), predict, write the JSON record to `out`; returns the record."""
@@ -351,10 +358,12 @@ def evaluate_hidden(artifact, catalogs=("default",), out=DEFAULT_OUT, n_points: 
     out = Path(out)
     if n_points < 2:
         raise ValueError(f"--points {n_points}: need at least 2 hidden points")
-    catalogs = list(catalogs)
+    names = [str(c) for c in catalogs]
+    catalogs = expand_catalog_names(names)
     if not catalogs:
         raise ValueError("--catalogs: give at least one catalog")
-    command = (f"python -m training.emulator.accuracy --catalogs {' '.join(catalogs)} --points {n_points} "
+    realisations = default_realisations(len(catalogs)) if realisations is None else int(realisations)
+    command = (f"python -m training.emulator.accuracy --catalogs {' '.join(names)} --points {n_points} "
                f"--realisations {realisations} --seed {seed} --mc-passes {mc_passes}"
                + (f" --rules {' '.join(rules)}" if tuple(rules) != CLEANING_RULES else "")
                + (f" --data {data}" if data else "") + f" --out {out}")
@@ -447,10 +456,11 @@ def build_parser():
     p = argparse.ArgumentParser(prog="iaemu-accuracy", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--artifact", default=None, help="artifact file (default: the shipped one)")
-    p.add_argument("--catalogs", nargs="+", default=["default"],
-                   help="catalog names or paths (load_catalog); the realisations are spread evenly over them")
+    p.add_argument("--catalogs", nargs="+", default=[DEFAULT_CATALOG],
+                   help="catalog names, sets or paths (load_catalog); the realisations are spread evenly over the boxes")
     p.add_argument("--points", type=positive_int, default=25, help="hidden points kept")
-    p.add_argument("--realisations", type=positive_int, default=40, help="realisations per point, over all catalogs")
+    p.add_argument("--realisations", type=positive_int, default=None,
+                   help="realisations per point over all boxes (default: 40 rounded up to a multiple of the boxes)")
     p.add_argument("--seed", type=seed_type, default=DEFAULT_SEED, help="seed of the hidden design and populates")
     p.add_argument("--data", default=None,
                    help="the emulator's dataset: its test split is measured the same way, beside the hidden set")

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from iaemu_theory.conventions import ALIGNMENT_PARAMS, BIN_CENTRES, DEFAULT_REALISATIONS, STATISTICS
+from training.catalogs.sources import DEFAULT_CATALOG
 from training.common import tasks as farms
 from training.common.cli import add_debug_argument, run_command
 from training.common.fileio import atomic_savez
@@ -70,9 +71,9 @@ def mock_model(catalog_name: str, threads: int | None = None):
     if threads:
         numba.set_num_threads(int(threads))
     from training.catalogs.sources import load_catalog
-    from training.mocks.model import IAMockModel
+    from training.mocks.fastpop import mock_model as populate_model
 
-    return IAMockModel(load_catalog(catalog_name))
+    return populate_model(load_catalog(catalog_name), populate="halotools")
 
 
 def measure_node(model, node):
@@ -141,9 +142,9 @@ def run_grid(catalog, catalog_name: str, tasks: dict, work: Path, realisations: 
             import numba
 
             numba.set_num_threads(int(threads))
-        from training.mocks.model import IAMockModel
+        from training.mocks.fastpop import mock_model as populate_model
 
-        farm = farms.SerialFarm(measure_node, state=IAMockModel(catalog))
+        farm = farms.SerialFarm(measure_node, state=populate_model(catalog, populate="halotools"))
     else:
         farm = farms.PoolFarm(workers, measure_node, mock_model, (catalog_name, threads or 1))
     nodes = [(key, params, seed, realisations) for key, (params, seed, _) in todo.items()]
@@ -495,7 +496,7 @@ def shift_verdict(comparison: dict) -> dict:
     return {"value": float(worst), "target": SHIFT_TARGET_SIGMA, "kind": "<", "met": bool(worst < SHIFT_TARGET_SIGMA)}
 
 
-def validate_sample(sample: int = 1, catalog: str = "default", artifact: str | None = None, grid: int = 9,
+def validate_sample(sample: int = 1, catalog: str = DEFAULT_CATALOG, artifact: str | None = None, grid: int = 9,
                     realisations: int = DEFAULT_REALISATIONS, surrogate: str = "alignment", degree: int | None = None,
                     bootstrap: int = 100, fine: int = 201, workers: int = 1, threads: int | None = None, seed: int = 0,
                     mcmc_max_samples: int = 10**7, rminus1: float = 0.01, work: str | None = None,
@@ -604,8 +605,9 @@ def validate_sample(sample: int = 1, catalog: str = "default", artifact: str | N
 def _parser():
     p = argparse.ArgumentParser(prog="iaemu-validate", description=__doc__.split("\n\n")[0])
     p.add_argument("--sample", type=int, default=1, choices=(1, 2, 3), help="TNG300 sample (default 1)")
-    p.add_argument("--catalog", default="default",
-                   help="halo catalog: the one the emulator was trained on (default 'default'), 'toy', or a path")
+    p.add_argument("--catalog", default=DEFAULT_CATALOG,
+                   help=f"halo catalog or catalog set: the one the emulator was trained on (default {DEFAULT_CATALOG}), "
+                        "'toy', or a path")
     p.add_argument("--artifact", default=None, help="emulator artifact (default: $IAEMU_ARTIFACT or the shipped one)")
     p.add_argument("--grid", type=int, default=9, help="nodes per axis of the (mu_cen, mu_sat) grid (default 9)")
     p.add_argument("--realisations", type=int, default=DEFAULT_REALISATIONS,

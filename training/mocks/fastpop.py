@@ -375,7 +375,13 @@ class FastIAMockModel:
 
 def mock_model(catalog, populate: str = "fast", **kwargs):
     """The paper's mock model on `catalog` with the chosen populate: FastIAMockModel ("fast") or IAMockModel
-    ("halotools", the reference). kwargs (host_bins) go to the model."""
+    ("halotools", the reference); on a CatalogSet, a BoxSetModel of one such model per box. kwargs (host_bins) go
+    to the model."""
+    members = getattr(catalog, "members", None)
+    if members is not None:
+        from training.mocks.model import BoxSetModel
+
+        return BoxSetModel([mock_model(box, populate, **kwargs) for box in members])
     if populate == "fast":
         return FastIAMockModel(catalog, **kwargs)
     if populate == "halotools":

@@ -38,7 +38,7 @@ from halotools.utils.vector_utilities import vectors_normal_to_planes
 from iaemu_theory.conventions import (BIN_EDGES, DEFAULT_REALISATIONS, HALOTOOLS_PARAM_NAMES, N_BINS, STATISTICS,
                                       validate_params)
 
-__all__ = ["IAMockModel", "PointResult", "SeededCentralAlignment", "SeededRadialSatelliteAlignment",
+__all__ = ["IAMockModel", "BoxSetModel", "PointResult", "SeededCentralAlignment", "SeededRadialSatelliteAlignment",
            "host_mass_bins", "realisation_seed", "orientation_seed", "galaxy_arrays"]
 
 #: Largest seed halotools accepts is 2**32 - 1 and the mock factory adds about 10 to it.
@@ -355,3 +355,66 @@ def measure_point(model, params: Mapping[str, float], seed: int, n_realisations:
     nan_flag = bool(np.isnan(stats).any() or (orientation_stats is not None and np.isnan(orientation_stats).any()))
     return PointResult(stats=stats, n_galaxies=n_gal, seeds=seeds, orientation_stats=orientation_stats,
                        nan_flag=nan_flag)
+
+
+def box_of_realisation(seed: int, r: int, n_boxes: int) -> int:
+    """The box of realisation r of a point with `seed` in a BoxSetModel: (seed + r) mod n_boxes, so a point's
+    realisations cycle through the boxes (10 on 3 boxes: 4, 3, 3) from a start that the seed moves round."""
+    return (int(seed) + int(r)) % int(n_boxes)
+
+
+@dataclass
+class BoxGalaxies:
+    """One realisation of a BoxSetModel: the galaxies and the index of the box they live in."""
+
+    box: int
+    galaxies: object
+
+    def __len__(self) -> int:
+        return len(self.galaxies)
+
+
+class BoxSetModel:
+    """The mock model on a set of independent boxes (training.catalogs.sources.CatalogSet): realisation r of
+    `measure(params, seed)` populates box `box_of_realisation(seed, r, K)` with `realisation_seed(seed, r)`, so a
+    point's mean averages over the boxes and its scatter includes one box's sample variance."""
+
+    def __init__(self, models):
+        self.models = list(models)
+        if len(self.models) < 2:
+            raise ValueError(f"a box set needs at least 2 box models, got {len(self.models)}")
+        self.Lbox = self.models[0].Lbox
+        self.populate_method = getattr(self.models[0], "populate_method", "halotools")
+        self.n_hosts = [getattr(m, "n_hosts", None) for m in self.models]
+        self._params: dict[str, float] | None = None
+
+    def set_params(self, params: Mapping[str, float]) -> dict[str, float]:
+        """Validate the 7 parameters and set them on every box's model."""
+        for m in self.models:
+            self._params = m.set_params(params)
+        return self._params
+
+    def populate_box(self, box: int, params: Mapping[str, float], seed: int) -> BoxGalaxies:
+        """One realisation on box `box` (identical for the same box, params and seed)."""
+        return BoxGalaxies(int(box), self.models[int(box)].populate(params, seed))
+
+    def statistics(self, realisation: BoxGalaxies) -> np.ndarray:
+        """(3, N_BINS) xi, omega, eta of one realisation, measured in its own box."""
+        return self.models[realisation.box].statistics(realisation.galaxies)
+
+    def redraw_orientations(self, realisation: BoxGalaxies, seed: int) -> np.ndarray:
+        """New major axes for one realisation's galaxies, by its box's model."""
+        return self.models[realisation.box].redraw_orientations(realisation.galaxies, seed)
+
+    def _positions(self, realisation: BoxGalaxies) -> np.ndarray:
+        galaxies = realisation.galaxies
+        return galaxies.positions if hasattr(galaxies, "positions") else galaxy_arrays(galaxies)[0]
+
+    def measure(self, params: Mapping[str, float], seed: int, n_realisations: int = DEFAULT_REALISATIONS,
+                orientation_draws: int = 0, progress: bool = False) -> PointResult:
+        """As IAMockModel.measure, with realisation r on box `box_of_realisation(seed, r, K)`."""
+        seed = _check_seed(seed)
+        box_of_seed = {realisation_seed(seed, r): box_of_realisation(seed, r, len(self.models))
+                       for r in range(max(int(n_realisations), 0))}
+        return measure_point(self, params, seed, n_realisations, orientation_draws, progress,
+                             populate=lambda p, s: self.populate_box(box_of_seed[s], p, s), positions=self._positions)
