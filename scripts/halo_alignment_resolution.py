@@ -14,13 +14,13 @@ also the box-to-box standard deviation over the 288^3 boxes (sample variance of 
 error adds SMDPL's jackknife error in quadrature. The summary, per catalog, over the bins with centres at
 1-10 Mpc/h: the ratios, how many lie within TOLERANCE of 1 (also allowing 2 errors), the largest |ratio - 1|, and
 the mean ratio with weights common to all catalogs (one box's and SMDPL's errors), whose one-box error is the
-spread of the 288^3 boxes' mean ratios (it holds the correlation between bins). The resolution step: the 320^3 box against the mean of the 288^3 boxes, per factor in the
+spread of the 288^3 boxes' mean ratios (it holds the correlation between bins). The resolution step: the mean of the 320^3 boxes against the mean of the 288^3 boxes, per factor in the
 number of particles of a 1e12 halo, and its extrapolation to 384^3, linear in log particles and as a dilution
 by axis noise, q(N) = q_inf (1 - c / N).
 
 Usage:
-    python scripts/halo_alignment_resolution.py [--boxes default training/data/boxes/*.npz]
-        [--hires training/data/boxes/iaemu-pm-hires320-s1-v4.npz] [--reference training/data/smdpl_halo_alignments.txt]
+    python scripts/halo_alignment_resolution.py [--boxes default training/data/boxes/*default*.npz]
+        [--hires training/data/boxes/*hires320*.npz] [--reference training/data/smdpl_halo_alignments.txt]
         [--out docs/results/halo_alignment_resolution.json]
 
 A catalog is a name (loaded from its packaged or cached file) or the path of its .npz file.
@@ -137,9 +137,10 @@ def inverse_n_extrapolation(q1: float, q2: float, n1: float, n2: float, n3: floa
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--boxes", nargs="+", default=["default"] + sorted(glob.glob(str(ROOT / "training/data/boxes/*.npz"))),
+    ap.add_argument("--boxes", nargs="+", default=["default"] + sorted(glob.glob(str(ROOT / "training/data/boxes/*default*.npz"))),
                     help="the 288^3 boxes, the first the shipped one")
-    ap.add_argument("--hires", default="training/data/boxes/iaemu-pm-hires320-s1-v4.npz")
+    ap.add_argument("--hires", nargs="+", default=sorted(glob.glob(str(ROOT / "training/data/boxes/*hires320*.npz"))),
+                    help="the 320^3 boxes")
     ap.add_argument("--reference", default=str(ROOT / "training/data/smdpl_halo_alignments.txt"))
     ap.add_argument("--out", default=str(ROOT / "docs/results/halo_alignment_resolution.json"))
     a = ap.parse_args(argv)
@@ -150,7 +151,7 @@ def main(argv=None) -> dict:
            "range": list(RANGE), "tolerance": TOLERANCE, "jackknife_subvolumes": JACKKNIFE_SIDE ** 3,
            "catalogs": {}}
     catalogs = {}
-    for name in a.boxes + [a.hires]:
+    for name in a.boxes + a.hires:
         cols, meta = read_catalog(name)
         L = float(meta["Lbox"])
         nb = int(np.sum(SMDPL_EDGES[1:] < L / 3))
@@ -179,7 +180,7 @@ def main(argv=None) -> dict:
     res["r_in_range"] = r[sel].tolist()
     res["smdpl"] = {k: v.tolist() for k, v in ref_cut.items()}
     lo = [e for e in catalogs.values() if e["n_particles"] == 288]
-    hi = catalogs[a.hires]
+    his = [catalogs[n] for n in a.hires]
     base, others = lo[0], lo[1:]
     names = {stat: {} for stat in ("ed", "ee")}
     for stat in ("ed", "ee"):
@@ -205,12 +206,17 @@ def main(argv=None) -> dict:
         res[f"all_288_{stat}"] = {"boxes": [e["catalog_id"] for e in lo], "mean": allv.mean(0).tolist(),
                                   "vs_smdpl": compare(stat, allv.mean(0), sd / np.sqrt(len(lo)), ref_cut, sel, w),
                                   "weighted_mean_ratio_err": wm_sd / np.sqrt(len(lo))}
-        # resolution: the 320^3 box (other phases than any 288^3 box) against the mean of the 288^3 boxes; the
-        # difference carries one box's sample variance and that of the mean
+        hiv = np.array([e[stat][:nb] for e in his])
+        res[f"all_320_{stat}"] = {"boxes": [e["catalog_id"] for e in his], "mean": hiv.mean(0).tolist(),
+                                  "vs_smdpl": compare(stat, hiv.mean(0), sd / np.sqrt(len(his)), ref_cut, sel, w),
+                                  "weighted_mean_ratio_err": wm_sd / np.sqrt(len(his))}
+        # resolution: the mean of the 320^3 boxes (other phases than any 288^3 box) against the mean of the 288^3
+        # boxes; the difference carries the sample variance of both means
         s288 = res[f"all_288_{stat}"]["vs_smdpl"]
-        s320 = hi[f"vs_smdpl_{stat}_box_sd"]
+        s320 = res[f"all_320_{stat}"]["vs_smdpl"]
         step = s320["weighted_mean_ratio"] - s288["weighted_mean_ratio"]
-        step_err = wm_sd * np.sqrt(1 + 1 / len(lo))
+        step_err = wm_sd * np.sqrt(1 / len(his) + 1 / len(lo))
+        hi = his[0]
         lnf = np.log(hi["particles_in_1e12"] / base["particles_in_1e12"])
         target = MASS_MIN / (base["particle_mass"] * (288 / EXTRAPOLATE_TO) ** 3)
         lnt = np.log(target / base["particles_in_1e12"])
@@ -234,7 +240,7 @@ def main(argv=None) -> dict:
                 hi["particles_in_1e12"], target)) / 2,
         }
         candidates = [(e["catalog_id"], e[f"vs_smdpl_{stat}_box_sd"]) for e in catalogs.values()]
-        candidates += [("mean of the 288^3 boxes", s288)]
+        candidates += [("mean of the 288^3 boxes", s288), ("mean of the 320^3 boxes", s320)]
         for crit in ("all_bins_within_tolerance", "all_bins_within_tolerance_at_2_sigma",
                      "weighted_mean_within_tolerance"):
             names[stat][crit] = [n for n, c in candidates if c[crit]]
