@@ -96,3 +96,27 @@ def test_generation_on_a_set_records_it(two_boxes, tmp_path):
     ds = read_dataset(out)
     assert ds.attrs["catalog_id"].count("+") == 1
     assert ds.params.shape == (2, len(PARAM_NAMES))
+
+
+def test_the_repository_boxes_are_recorded_and_checked_by_their_relative_path(tmp_path, monkeypatch):
+    """Every box of the default set is in training/data/MANIFEST.json as boxes/NAME and is checked when loaded."""
+    import shutil
+
+    from training.catalogs.sources import CATALOG_SETS, DEFAULT_CATALOG
+    from training.common import datafiles
+
+    recorded = datafiles.recorded_files()
+    for spec in CATALOG_SETS[DEFAULT_CATALOG]:
+        name = f"boxes/{spec.rsplit('/', 1)[1]}"
+        assert name in recorded
+    first = CATALOG_SETS[DEFAULT_CATALOG][0]
+    assert datafiles.check_file(first) == recorded[f"boxes/{first.rsplit('/', 1)[1]}"]
+    fake_dir = tmp_path / "data"
+    (fake_dir / "boxes").mkdir(parents=True)
+    shutil.copy(datafiles.MANIFEST, fake_dir / "MANIFEST.json")
+    damaged = fake_dir / "boxes" / first.rsplit("/", 1)[1]
+    damaged.write_bytes(b"not the box")
+    monkeypatch.setattr(datafiles, "DATA_DIR", fake_dir)
+    monkeypatch.setattr(datafiles, "MANIFEST", fake_dir / "MANIFEST.json")
+    with pytest.raises(datafiles.DataFileError, match="differs from the recorded"):
+        datafiles.check_file(damaged)

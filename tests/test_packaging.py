@@ -124,7 +124,8 @@ print(json.dumps({"theory": iaemu_theory.__file__, "training": training.__file__
     res = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(res["theory"]).is_relative_to(target) and Path(res["training"]).is_relative_to(target)
     assert res["xi_finite"]
-    assert res["recorded"] == ["dataset_v4.h5", "default_catalog_v4.npz"]
+    assert res["recorded"] == sorted(["dataset_hires320x3.h5", "dataset_v4.h5", "default_catalog_v4.npz",
+                                      *(f"boxes/{p.name}" for p in (ROOT / "training" / "data" / "boxes").glob("*.npz"))])
     assert res["absent"] and "source repository" in res["absent"]
 
 

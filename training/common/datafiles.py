@@ -1,7 +1,7 @@
 """The shipped emulator's data files in the source repository (training/data), and their sha256 check.
 
 training/data/MANIFEST.json is the one record of them: "files" maps each kept file (the current dataset and
-N-body catalog) to its sha256, "retired" names the earlier files that left the tree with the last commit holding
+the N-body catalogs; a box of training/data/boxes by its relative path "boxes/NAME") to its sha256, "retired" names the earlier files that left the tree with the last commit holding
 each. A kept file loaded by its repository path is checked against its digest; any other path is used as given.
 An installed package carries the manifest but not the data, which live in the source repository only.
 """
@@ -52,9 +52,10 @@ def _recorded_name(path: Path) -> str | None:
         resolved = path.resolve()
     except OSError:
         return None
-    if resolved.parent != DATA_DIR or not MANIFEST.exists():
+    if not resolved.is_relative_to(DATA_DIR) or not MANIFEST.exists():
         return None
-    return resolved.name if resolved.name in recorded_files() else None
+    name = resolved.relative_to(DATA_DIR).as_posix()
+    return name if name in recorded_files() else None
 
 
 def file_sha256(path) -> str:
@@ -92,8 +93,10 @@ def check_file(path) -> str | None:
 def missing_hint(path) -> str:
     """Why a data file at `path` may be absent and how to get it: for a recorded or retired file name, where it
     lives; '' for other files."""
-    name = Path(path).name
+    path = Path(path)
     try:
+        resolved = path.resolve()
+        name = resolved.relative_to(DATA_DIR).as_posix() if resolved.is_relative_to(DATA_DIR) else path.name
         recorded, retired = recorded_files(), retired_files()
     except (OSError, ValueError):
         return ""
