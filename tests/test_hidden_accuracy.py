@@ -73,6 +73,26 @@ def test_the_floor_of_several_boxes_includes_their_sample_variance():
         truth_with_floor(stats, n_boxes=3)
 
 
+def test_on_the_emulators_own_boxes_the_floor_is_the_shape_noise():
+    """floor='within': against an emulator that knows the boxes' means exactly, the truth is off by its shape noise
+    only, so that floor, not the boxes' one, is what the truth adds to the measured error."""
+    rng = np.random.default_rng(3)
+    n_points, n_boxes, per = 300, 4, 10
+    shape = (n_points, n_boxes, 1, len(STATISTICS), N_BINS)
+    box_means = 1.0 + rng.normal(0.0, 0.05, shape)
+    stats = (box_means + rng.normal(0.0, 0.08, (n_points, n_boxes, per, len(STATISTICS), N_BINS)))
+    stats = stats.reshape(n_points, n_boxes * per, len(STATISTICS), N_BINS)
+    knows_boxes = box_means[:, :, 0].mean(axis=1)
+    within = truth_with_floor(stats, n_boxes=n_boxes, floor="within")
+    boxes = truth_with_floor(stats, n_boxes=n_boxes)
+    np.testing.assert_allclose(within["se"], within["se_within"])
+    err = np.mean(np.abs(knows_boxes - within["mean"]))
+    assert err / np.mean(within["se"]) == pytest.approx(MAE_NOISE_FACTOR, rel=0.05)
+    assert err / np.mean(boxes["se"]) < 0.7 * MAE_NOISE_FACTOR
+    with pytest.raises(ValueError, match="floor 'none'"):
+        truth_with_floor(stats, n_boxes=n_boxes, floor="none")
+
+
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory):
     """An untrained tiny artifact whose domain gives the toy catalog enough galaxies."""
@@ -144,6 +164,31 @@ def test_realisations_spread_over_two_catalogs(tiny_artifact, tmp_path, toy_cata
     assert accuracy.main(args) == 0
     rec = json.loads(out.read_text())
     assert rec["n_boxes"] == 2 and len(rec["catalogs"]) == 2
+    assert rec["floor"] == "boxes" and not rec["catalogs_are_training_set"]      # not this artifact's catalogs
     args[args.index("--realisations") + 1] = "5"
     assert accuracy.main(args) == 2
     assert "--realisations 5 must be a multiple of the 2 catalogs" in capsys.readouterr().err
+
+
+def test_on_its_own_training_set_the_floor_is_the_shape_noise(tmp_path, toy_catalog_file, torch_one_thread):
+    """--floor auto: an artifact trained on the set "toy+FILE" is measured against the shape-noise floor there."""
+    from iaemu_theory.artifact import load_artifact, make_random_artifact, save_artifact
+    from iaemu_theory.domain import Domain
+    from training.catalogs.sources import load_catalog, set_hash
+
+    path = make_random_artifact(tmp_path / "own.pt", tiny=True, domain=Domain(logMmin_range=(11.5, 12.0)))
+    art = load_artifact(path)
+    art.training = {"catalog_hash": set_hash([load_catalog("toy").catalog_hash,
+                                              load_catalog(str(toy_catalog_file)).catalog_hash])}
+    save_artifact(path, art)
+    out = tmp_path / "own.json"
+    args = _args(path, out)
+    args[args.index("--catalogs") + 1: args.index("--catalogs") + 2] = ["toy", str(toy_catalog_file)]
+    assert accuracy.main(args) == 0
+    rec = json.loads(out.read_text())
+    assert rec["catalogs_are_training_set"] and rec["floor"] == "within"
+    assert accuracy.main([*args[:-1], str(tmp_path / "forced.json"), "--floor", "boxes"]) == 0
+    forced = json.loads((tmp_path / "forced.json").read_text())
+    assert forced["floor"] == "boxes"
+    assert rec["summary"]["xi"]["noise_floor"] == pytest.approx(rec["summary"]["xi"]["noise_floor_within_box"])
+    assert forced["summary"]["xi"]["noise_floor"] != pytest.approx(forced["summary"]["xi"]["noise_floor_within_box"])

@@ -21,7 +21,11 @@ def _interval(lo_hi) -> str:
 def _column_name(rec: dict) -> str:
     if "dataset" in rec:
         return f"test split ({rec['n_points']} x {rec['n_realisations']})"
-    boxes = f"catalog {rec['catalogs'][0]['name']}" if rec["n_boxes"] == 1 else f"{rec['n_boxes']} boxes mixed"
+    if rec["n_boxes"] == 1:
+        boxes = f"catalog {rec['catalogs'][0]['name']}"
+    else:
+        floor = ", shape-noise floor" if rec.get("floor") == "within" else ""
+        boxes = f"{rec['n_boxes']} boxes mixed{floor}"
     return f"hidden, {boxes} ({rec['n_points']} x {rec['n_realisations']})"
 
 

@@ -353,6 +353,11 @@ def load_catalog(name_or_path="default", **kwargs):
     return load_preset(name, **kwargs)
 
 
+def set_hash(hashes) -> str:
+    """The catalog_hash of a set of boxes: sha256 of the members' hashes in order, space-separated."""
+    return hashlib.sha256(" ".join(hashes).encode()).hexdigest()
+
+
 class CatalogSet:
     """Independent boxes of one side whose mocks are mixed (a truth's realisations spread over the boxes, so its
     variance includes one box's sample variance). catalog_id names the set; catalog_hash is the sha256 of the
@@ -367,7 +372,7 @@ class CatalogSet:
             raise CatalogError(f"catalog set {catalog_id!r} mixes box sides {sides} Mpc/h; its boxes must share one")
         self.members = members
         self.catalog_id = str(catalog_id)
-        self.catalog_hash = hashlib.sha256(" ".join(c.catalog_hash for c in members).encode()).hexdigest()
+        self.catalog_hash = set_hash([c.catalog_hash for c in members])
         self.Lbox = members[0].Lbox
 
     def __len__(self) -> int:

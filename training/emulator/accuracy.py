@@ -1,7 +1,7 @@
 """The emulator's accuracy on a fresh hidden set, with the truth's own noise floor removed (`iaemu-accuracy`).
 
-    python -m training.emulator.accuracy [--catalogs default [BOX ...]] [--points 25] [--realisations 40]
-        [--seed 20250] [--data training/data/dataset_v4.h5] [--out docs/results/hidden_accuracy.json]
+    python -m training.emulator.accuracy [--catalogs hires320x3 | CATALOG ...] [--points 25] [--realisations R]
+        [--seed 20250] [--data training/data/dataset_hires320x3.h5] [--out docs/results/hidden_accuracy.json]
 
 Hidden points: candidate k is drawn uniformly (independent draws, not a low-discrepancy sequence) in the unit cube
 from `numpy.random.default_rng(SeedSequence(seed, spawn_key=(k, 0)))` and mapped into the artifact's training domain
@@ -15,7 +15,10 @@ realisations (--rules selects among them); candidates are taken in order until N
 Truth per point and bin: the mean over its R realisations; sigma_true, the scatter of one realisation about it
 (std, ddof=1, over all R: with several boxes it includes their sample variance); se, the standard error of the mean
 (one box: sigma_true / sqrt(R); B boxes: std over the B box means / sqrt(B), divided by the c4(B) bias factor of a
-Gaussian standard deviation, so that it includes the boxes' sample variance).
+Gaussian standard deviation, so that it includes the boxes' sample variance). On the emulator's own training boxes
+(`--floor within`, chosen by the default `--floor auto` when the catalogs' set hash is the artifact's training
+catalog hash) the box means are shared by truth and emulator, so only the shape noise within the boxes, the
+pooled within-box scatter / sqrt(R), is noise of the truth.
 
 Measures (`hidden_measures`; those of the test split, `training.emulator.evaluate.measures`, are reused, and kept
 under "standard"):
@@ -57,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from iaemu_theory.conventions import BIN_EDGES, PARAM_NAMES, STATISTICS
-from training.catalogs.sources import DEFAULT_CATALOG, expand_catalog_names
+from training.catalogs.sources import DEFAULT_CATALOG, expand_catalog_names, set_hash
 from training.common.cli import add_debug_argument, check_output_path, positive_int, run_command, seed_type
 from training.common.fileio import atomic_savez, atomic_write_text, exclusive_lock
 from training.dataset.manage import CLEANING_RULES
@@ -101,9 +104,18 @@ def c4(n: int) -> float:
     return math.sqrt(2.0 / (n - 1)) * math.exp(math.lgamma(n / 2.0) - math.lgamma((n - 1) / 2.0))
 
 
-def truth_with_floor(stats: np.ndarray, n_boxes: int = 1) -> dict:
+#: The noise floors: "boxes" counts the boxes' sample variance (truths on boxes the emulator was not trained on);
+#: "within" only the shape noise within a box (truths on its own training boxes, whose means it shares); "auto"
+#: (the command's default) is "within" when the catalogs are the emulator's training catalog set, else "boxes".
+FLOORS = ("boxes", "within")
+
+
+def truth_with_floor(stats: np.ndarray, n_boxes: int = 1, floor: str = "boxes") -> dict:
     """Truth of (P, R, 3, N) realisations, box-major (R/B per box): mean, sigma_true, se and se_within (the shape
-    noise alone: pooled within-box scatter / sqrt(R)), each (P, 3, N); see the module docstring."""
+    noise alone: pooled within-box scatter / sqrt(R)), each (P, 3, N); with floor="within", se is se_within. See
+    the module docstring."""
+    if floor not in FLOORS:
+        raise ValueError(f"floor {floor!r}: expected one of {list(FLOORS)}")
     p, r = stats.shape[:2]
     if n_boxes < 1 or r % n_boxes or r // n_boxes < 2:
         raise ValueError(f"{r} realisations cannot be spread evenly over {n_boxes} boxes with at least 2 each")
@@ -113,6 +125,8 @@ def truth_with_floor(stats: np.ndarray, n_boxes: int = 1) -> dict:
     se_within = np.sqrt(per.var(axis=2, ddof=1).mean(axis=1) / r)
     if n_boxes == 1:
         se = sigma / np.sqrt(r)
+    elif floor == "within":
+        se = se_within
     else:
         se = per.mean(axis=2).std(axis=1, ddof=1) / np.sqrt(n_boxes) / c4(n_boxes)
     return {"mean": mean, "sigma": sigma, "se": se, "se_within": se_within}
@@ -139,12 +153,15 @@ def _coverage(stat: str, pred: np.ndarray, var: np.ndarray, stats: np.ndarray) -
     return inside.mean(axis=(0, 1))
 
 
-def hidden_measures(pred: dict, stats: np.ndarray, n_boxes: int = 1, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+def hidden_measures(pred: dict, stats: np.ndarray, n_boxes: int = 1, resamples: int = BOOTSTRAP_RESAMPLES,
+                    floor: str = "boxes") -> dict:
     """Every measure of the module docstring from predictions {stat, stat_aleatoric_var[, _epistemic_var]: (P, N)}
-    and realisations (P, R, 3, N), box-major over n_boxes; `resamples` bootstrap resamples for the intervals."""
-    t = truth_with_floor(stats, n_boxes)
+    and realisations (P, R, 3, N), box-major over n_boxes; `resamples` bootstrap resamples for the intervals;
+    `floor` as truth_with_floor's."""
+    t = truth_with_floor(stats, n_boxes, floor)
     n_real = stats.shape[1]
     out = {"n_points": int(stats.shape[0]), "n_realisations": int(n_real), "n_boxes": int(n_boxes),
+           "floor": floor if n_boxes > 1 else "within",
            "noise_factor_c": MAE_NOISE_FACTOR, "summary": {}, "per_bin": {}}
     halves = _halves(stats, n_boxes)
     for k, s in enumerate(STATISTICS):
@@ -351,7 +368,7 @@ def default_realisations(n_boxes: int, at_least: int = 40) -> int:
 def evaluate_hidden(artifact, catalogs=(DEFAULT_CATALOG,), out=DEFAULT_OUT, n_points: int = 25,
                     realisations: int | None = None,
                     seed: int = DEFAULT_SEED, data=None, mc_passes: int = 50, max_candidates: int | None = None,
-                    rules=CLEANING_RULES, keep_parts: bool = False, log=print) -> dict:
+                    rules=CLEANING_RULES, keep_parts: bool = False, floor: str = "auto", log=print) -> dict:
     """Measure the hidden set (resumably), predict, write the JSON record to `out`; returns the record."""
     from iaemu_theory.emulator import Emulator
 
@@ -366,6 +383,7 @@ def evaluate_hidden(artifact, catalogs=(DEFAULT_CATALOG,), out=DEFAULT_OUT, n_po
     command = (f"python -m training.emulator.accuracy --catalogs {' '.join(names)} --points {n_points} "
                f"--realisations {realisations} --seed {seed} --mc-passes {mc_passes}"
                + (f" --rules {' '.join(rules)}" if tuple(rules) != CLEANING_RULES else "")
+               + (f" --floor {floor}" if floor != "auto" else "")
                + (f" --data {data}" if data else "") + f" --out {out}")
     emu = Emulator.load(artifact)
     test = design = None
@@ -378,8 +396,13 @@ def evaluate_hidden(artifact, catalogs=(DEFAULT_CATALOG,), out=DEFAULT_OUT, n_po
         params = np.stack([p["params"] for p in kept])
         stats = np.stack([p["stats"] for p in kept])
         pred = emu.predict(params, mc_passes=mc_passes, seed=0, outside="raise")
-        record = hidden_measures(pred, stats, n_boxes=len(catalogs))
         ids = json.loads((folder / "manifest.json").read_text())["catalogs"]
+        trained_on = (emu.artifact.training or {}).get("catalog_hash")
+        own = len(ids) > 1 and trained_on == set_hash([c["catalog_hash"] for c in ids])
+        if floor == "auto":
+            floor = "within" if own else "boxes"
+        record = hidden_measures(pred, stats, n_boxes=len(catalogs), floor=floor)
+        record["catalogs_are_training_set"] = bool(own)
         record.update(
             command=command, seed=seed, design="independent uniform draws in the unit cube, "
             "numpy default_rng(SeedSequence(seed, spawn_key=(k, 0))), mapped by Domain.from_unit",
@@ -467,6 +490,10 @@ def build_parser():
     p.add_argument("--mc-passes", type=int, default=50, help="MC-dropout passes for the epistemic variance")
     p.add_argument("--rules", nargs="+", default=list(CLEANING_RULES), choices=CLEANING_RULES,
                    help="cleaning rules a candidate must pass over all its realisations (default: the dataset's)")
+    p.add_argument("--floor", choices=(*FLOORS, "auto"), default="auto",
+                   help="the truth's noise floor over several boxes: 'boxes' counts their sample variance (boxes "
+                        "the emulator was not trained on), 'within' only the shape noise (its own training boxes); "
+                        "auto: 'within' when the catalogs are the emulator's training catalog set")
     p.add_argument("--max-candidates", type=positive_int, default=None, help="give up after this many (default 20 N)")
     p.add_argument("--out", default=DEFAULT_OUT, help="JSON record; candidates are kept in OUT.parts/")
     p.add_argument("--keep-parts", action="store_true",
@@ -487,7 +514,8 @@ def _main(argv: list) -> int:
     out = check_output_path(args.out)
     evaluate_hidden(args.artifact or DEFAULT_ARTIFACT, args.catalogs, out, n_points=args.points,
                     realisations=args.realisations, seed=args.seed, data=args.data, mc_passes=args.mc_passes,
-                    max_candidates=args.max_candidates, rules=tuple(args.rules), keep_parts=args.keep_parts)
+                    max_candidates=args.max_candidates, rules=tuple(args.rules), keep_parts=args.keep_parts,
+                    floor=args.floor)
     return 0
 
 
