@@ -35,6 +35,8 @@ from harness import clustered_mock, halotools_statistics, median_seconds  # noqa
 from iaemu_theory.conventions import BIN_EDGES, array_to_params  # noqa: E402
 
 TNG300_MU = {1: (0.762, 0.299), 2: (0.749, 0.060), 3: (0.672, 0.006)}
+#: The halotools-IA-populated dataset on the default catalog (retired: restore it with the command in
+#: training/data/README.md).
 DATASET = "training/data/dataset_v4.h5"
 STAT_BOX = 128.0
 

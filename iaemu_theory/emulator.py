@@ -111,7 +111,7 @@ class Emulator:
             if not Path(path).is_file():
                 raise FileNotFoundError(
                     f"the shipped emulator artifact {path} is not present (it is written by training: "
-                    "`iaemu-train --config training/configs/shipped.yaml --data training/data/dataset_v4.h5 "
+                    "`iaemu-train --config training/configs/shipped.yaml --data training/data/dataset_hires320x3.h5 "
                     "--out iaemu_theory/artifacts/iaemu_default.pt`); or pass path= to another artifact")
         return cls(load_artifact(path), device=device, dtype=dtype)
 

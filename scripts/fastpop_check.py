@@ -25,6 +25,8 @@ from iaemu_theory.conventions import STATISTICS, array_to_params
 from iaemu_theory.tng300 import TNG300_HOD
 
 TNG300_MU = {1: (0.762, 0.299), 2: (0.749, 0.060), 3: (0.672, 0.006)}
+#: The halotools-IA-populated dataset on the default catalog (retired: restore it with the command in
+#: training/data/README.md).
 DATASET = "training/data/dataset_v4.h5"
 
 

@@ -8,15 +8,19 @@
 # NODES:   prefix of the iaemu-validate mock-node folders, NODES1 NODES2 NODES3 for TNG300 samples 1-3 (made on the
 #          first run, reused afterwards);
 # LOGDIR:  where the logs and the posterior summary go.
+# CATALOG (environment; default hires320x3, the shipped dataset's catalog set) is the catalog of the validation
+# mocks; the benchmark times halotools-IA on its first box.
 # Two streams run side by side, one per core: the emulator's (evaluation 7 min, Cobaya 1, NUTS 5-7) and the mocks'
-# (validation 10-25 with fresh nodes, catalog page 3); the benchmark runs last, alone. About 25 minutes on two
-# cores (50 on one).
+# (validation 10-25 with fresh nodes); the benchmark runs last, alone. About 25 minutes on two cores (50 on one).
+# The catalog page (`iaemu-catalog validate`) does not depend on the emulator and is not remade here.
 set -euo pipefail
 if [ $# -ne 3 ]; then
-  echo "usage: $0 DATASET NODES LOGDIR   (e.g. training/data/dataset_v4.h5 scratch/v4val scratch/ship)" >&2
+  echo "usage: $0 DATASET NODES LOGDIR   (e.g. training/data/dataset_hires320x3.h5 scratch/val scratch/ship)" >&2
   exit 2
 fi
 data=$1; nodes=$2; logs=$3
+catalog=${CATALOG:-hires320x3}
+first_box=$(python -c "import os, sys; from training.catalogs.sources import expand_catalog_names as e; print(os.path.relpath(e([sys.argv[1]])[0]))" "$catalog")
 [ -f "$data" ] || { echo "dataset $data does not exist" >&2; exit 2; }
 mkdir -p "$logs"
 export OMP_NUM_THREADS=1
@@ -53,12 +57,9 @@ PY
 mock_stream() {
   for s in 1 2 3; do
     step "validation against halotools-IA, sample $s (nodes in $nodes$s)"
-    python -m training.emulator.validation --sample $s --catalog default --grid 11 --work "$nodes$s" --out docs/results --no-progress \
+    python -m training.emulator.validation --sample $s --catalog "$catalog" --grid 11 --work "$nodes$s" --out docs/results --no-progress \
       > "$logs/validate_$s.log" 2>&1
   done
-
-  step "catalog page"
-  iaemu-catalog validate --preset default --out docs/results > "$logs/catalog_validate.log" 2>&1
 }
 
 step "emulator and mock streams started: tail -f $logs/emulator_stream.log $logs/mock_stream.log"
@@ -73,7 +74,7 @@ wait $mock || { echo "mock stream failed: see $logs/mock_stream.log" >&2; status
 cat "$logs/posteriors.txt"
 
 step "benchmark"
-python benchmarks/bench_speedup.py --catalog default --out docs/results/benchmark.json > "$logs/benchmark.log" 2>&1
+python benchmarks/bench_speedup.py --catalog "$first_box" --out docs/results/benchmark.json > "$logs/benchmark.log" 2>&1
 python benchmarks/bench_theory.py --skip-run > "$logs/bench_theory.log" 2>&1
 step "pages"
 python scripts/render_docs.py > "$logs/render_docs.log" 2>&1

@@ -521,7 +521,7 @@ def test_recorded_dataset_is_checked_against_its_sha256(recorded_toy, toy, tmp_p
 
 
 def test_repository_dataset_matches_its_record():
-    """The committed training/data/dataset_v4.h5 has the sha256 recorded in training/data/MANIFEST.json."""
+    """The committed shipped dataset has the sha256 recorded in training/data/MANIFEST.json."""
     from training.common.datafiles import DATA_DIR, SHIPPED_DATASET, check_file, recorded_files
 
     path = DATA_DIR / SHIPPED_DATASET
@@ -535,9 +535,9 @@ def test_absent_repository_dataset_says_where_it_lives(tmp_path, monkeypatch, ca
     from training.common import datafiles
 
     monkeypatch.setattr(datafiles, "DATA_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError, match="kept in the source repository at training/data/dataset_v4.h5"):
+    with pytest.raises(FileNotFoundError, match="kept in the source repository at training/data/dataset_hires320x3.h5"):
         datafiles.shipped_dataset()
-    assert T.main(["--config", "shipped", "--data", str(tmp_path / "dataset_v4.h5"), "--out", "o.pt"]) == 2
+    assert T.main(["--config", "shipped", "--data", str(tmp_path / "dataset_hires320x3.h5"), "--out", "o.pt"]) == 2
     assert "source repository" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="git show 1a5ef1d7201b043a3583d4c2b5bdf717d98f6108:training/data/"
                                                 "dataset_v3.h5 > training/data/dataset_v3.h5"):

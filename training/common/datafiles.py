@@ -15,7 +15,7 @@ from training.common.fileio import sha256_file
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 MANIFEST = DATA_DIR / "MANIFEST.json"
 #: The dataset the shipped emulator was trained on (training/configs/shipped.yaml).
-SHIPPED_DATASET = "dataset_v4.h5"
+SHIPPED_DATASET = "dataset_hires320x3.h5"
 
 #: Digests already computed: resolved path -> ((size, mtime_ns), sha256).
 _digests: dict[Path, tuple[tuple[int, int], str]] = {}
@@ -122,7 +122,7 @@ def repository_file(name: str) -> Path:
 
 
 def shipped_dataset() -> Path:
-    """The shipped emulator's training dataset (training/data/dataset_v4.h5 in the source repository)."""
+    """The shipped emulator's training dataset (training/data/dataset_hires320x3.h5 in the source repository)."""
     return repository_file(SHIPPED_DATASET)
 
 

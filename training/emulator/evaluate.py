@@ -1,6 +1,6 @@
 """Measure an emulator on a dataset's test split, the paper's way (`iaemu-evaluate`).
 
-    iaemu-evaluate --artifact iaemu_theory/artifacts/iaemu_default.pt --data training/data/dataset_v4.h5 --out docs/results
+    iaemu-evaluate --artifact iaemu_theory/artifacts/iaemu_default.pt --data training/data/dataset_hires320x3.h5 --out docs/results
 
 Truth per test point and bin: the mean over its realisations, and the scatter of one realisation
 sigma_true (standard deviation over realisations, ddof=1), in physical units. (The emulator's xi is

@@ -5,7 +5,7 @@
 
 The shipped emulator's recipe is a config file; this reproduces iaemu_theory/artifacts/iaemu_default.pt:
 
-    iaemu-train --config training/configs/shipped.yaml --data training/data/dataset_v4.h5 --out iaemu_default.pt
+    iaemu-train --config training/configs/shipped.yaml --data training/data/dataset_hires320x3.h5 --out iaemu_default.pt
 
 A config file is YAML whose keys are TrainConfig's fields (the long options with underscores); options given on
 the command line override it. Without a config, the defaults are the paper's recipe: its network ("paper") and
