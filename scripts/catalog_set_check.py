@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
         mean, n_gal = measure_mean(mock_model(cat, populate="fast"), params, args.seed, args.realisations)
         if name in boxes:
             means.append(mean)
-        out["catalogs"][str(cat.catalog_id)] = {"spec": str(name), "n_galaxies": n_gal, **summary(mean),
+        spec = os.path.relpath(name) if os.path.isabs(name) else str(name)
+        out["catalogs"][str(cat.catalog_id)] = {"spec": spec, "n_galaxies": n_gal, **summary(mean),
                                                 "seconds": round(time.perf_counter() - t0, 1)}
         entry = out["catalogs"][str(cat.catalog_id)]
         print(f"{cat.catalog_id}: xi {entry['xi_median_abs_ratio_minus_1']:.3f}, omega "

@@ -35,10 +35,35 @@ def _mark(rec: dict, key: str) -> str:
     return "" if tg is None or tg["met"] else " (no)"
 
 
+def emulator_dataset(rec: dict) -> str:
+    """The data file (training/data/MANIFEST.json, kept or retired) the record's emulator was trained on."""
+    from training.common import datafiles
+
+    digest = rec.get("artifact_dataset_sha256")
+    names = {d: n for n, d in datafiles.recorded_files().items()}
+    names.update({r["sha256"]: n for n, r in datafiles.retired_files().items()})
+    return names.get(digest, f"dataset sha256 {str(digest)[:12]}")
+
+
 def render(records: list[dict]) -> str:
-    """The table: one column per hidden-set record, then the test split of the first record that measured it."""
+    """One table per emulator (the shipped one first): a column per hidden-set record, then the test split of the
+    first record that measured it."""
     if not records:
         raise ValueError("no hidden-set records to render")
+    from training.common.datafiles import SHIPPED_DATASET
+
+    by_emulator: dict[str, list[dict]] = {}
+    for rec in records:
+        by_emulator.setdefault(emulator_dataset(rec), []).append(rec)
+    order = sorted(by_emulator, key=lambda name: (name != SHIPPED_DATASET, name))
+    parts = []
+    for name in order:
+        title = "the shipped emulator" if name == SHIPPED_DATASET else "the previous emulator"
+        parts.append(f"**{title}, trained on `{name}`**\n\n" + _table(by_emulator[name]))
+    return "\n".join(parts)
+
+
+def _table(records: list[dict]) -> str:
     cols = sorted(records, key=lambda r: (r["n_boxes"], r["n_points"]))
     test = next((r["test_split"] for r in records if "test_split" in r), None)
     if test is not None:
