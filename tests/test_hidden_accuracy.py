@@ -192,3 +192,45 @@ def test_on_its_own_training_set_the_floor_is_the_shape_noise(tmp_path, toy_cata
     assert forced["floor"] == "boxes"
     assert rec["summary"]["xi"]["noise_floor"] == pytest.approx(rec["summary"]["xi"]["noise_floor_within_box"])
     assert forced["summary"]["xi"]["noise_floor"] != pytest.approx(forced["summary"]["xi"]["noise_floor_within_box"])
+
+
+def test_pooled_within_box_floor_with_unequal_boxes():
+    """Realisations labelled 4, 3, 3 over three boxes with their own offsets: the pooled within-box se is the shape
+    noise / sqrt(R), blind to the offsets that the plain scatter counts."""
+    from training.emulator.accuracy import pooled_within_se
+    from training.mocks.model import box_of_realisation
+
+    rng = np.random.default_rng(5)
+    n_points, r = 400, 10
+    boxes = np.array([[box_of_realisation(s, k, 3) for k in range(r)] for s in range(n_points)])
+    offsets = rng.normal(0.0, 0.3, (n_points, 3, len(STATISTICS), N_BINS))
+    stats = np.take_along_axis(offsets, boxes[:, :, None, None].repeat(len(STATISTICS), 2).repeat(N_BINS, 3), axis=1)
+    stats = stats + rng.normal(0.0, 0.1, stats.shape)
+    se = pooled_within_se(stats, boxes)
+    assert np.mean(se**2) == pytest.approx(0.1**2 / r, rel=0.03)      # the pooled variance is unbiased
+    t = truth_with_floor(stats, floor="within", boxes=boxes)
+    np.testing.assert_allclose(t["se"], se)
+    assert np.mean(truth_with_floor(stats, boxes=boxes)["se"]) > 2 * np.mean(se)
+    with pytest.raises(ValueError, match="box labels of shape"):
+        pooled_within_se(stats, boxes[:, :5])
+
+
+def test_the_shipped_datasets_realisations_are_labelled_by_box():
+    """dataset_boxes recovers the generator's box of every realisation from the design point's seed."""
+    from training.common.datafiles import DATA_DIR, SHIPPED_DATASET
+    from training.dataset.generate import point_seed
+    from training.dataset.schema import read_dataset
+    from training.emulator.accuracy import dataset_boxes
+    from training.mocks.model import realisation_seed
+
+    path = DATA_DIR / SHIPPED_DATASET
+    if not path.exists():
+        pytest.skip("not a source checkout: training/data is absent")
+    ds = read_dataset(path)
+    rows = [0, 7, 4321]
+    boxes = dataset_boxes(ds, rows)
+    assert boxes.shape == (3, ds.stats.shape[1]) and set(np.unique(boxes)) == {0, 1, 2}
+    for i, row in zip(rows, boxes):
+        seed = point_seed(int(ds.attrs["master_seed"]), i)
+        assert [realisation_seed(seed, k) for k in range(3)] == ds.seeds[i, :3].tolist()
+        assert sorted(np.bincount(row, minlength=3).tolist()) == [3, 3, 4]

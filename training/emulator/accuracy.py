@@ -110,12 +110,38 @@ def c4(n: int) -> float:
 FLOORS = ("boxes", "within")
 
 
-def truth_with_floor(stats: np.ndarray, n_boxes: int = 1, floor: str = "boxes") -> dict:
+def pooled_within_se(stats: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(P, 3, N) standard error of the realisation mean from the scatter within boxes: the pooled within-box
+    variance (sum of squares about each box's mean over R - K degrees of freedom) / R, for realisations (P, R, 3, N)
+    whose box labels are `boxes` (P, R), any number per box (a box with one realisation adds no degree of freedom)."""
+    p, r = stats.shape[:2]
+    boxes = np.asarray(boxes)
+    if boxes.shape != (p, r):
+        raise ValueError(f"box labels of shape {boxes.shape}, expected {(p, r)}")
+    ss = np.zeros((p, *stats.shape[2:]))
+    dof = np.zeros(p)
+    for b in np.unique(boxes):
+        m = (boxes == b)[:, :, None, None]
+        n = m.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_b = np.where(n > 0, np.sum(np.where(m, stats, 0.0), axis=1) / n, 0.0)
+        ss += np.sum(np.where(m, (stats - mean_b[:, None]) ** 2, 0.0), axis=1)
+        dof += np.maximum((boxes == b).sum(axis=1) - 1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(ss / np.where(dof > 0, dof, np.nan)[:, None, None] / r)
+
+
+def truth_with_floor(stats: np.ndarray, n_boxes: int = 1, floor: str = "boxes", boxes: np.ndarray | None = None) -> dict:
     """Truth of (P, R, 3, N) realisations, box-major (R/B per box): mean, sigma_true, se and se_within (the shape
     noise alone: pooled within-box scatter / sqrt(R)), each (P, 3, N); with floor="within", se is se_within. See
-    the module docstring."""
+    the module docstring. `boxes` (P, R), box labels of realisations in any order (a dataset on a catalog set,
+    n_boxes=1), gives se_within and, with floor="within", se from `pooled_within_se`."""
     if floor not in FLOORS:
         raise ValueError(f"floor {floor!r}: expected one of {list(FLOORS)}")
+    if boxes is not None:
+        mean, sigma, within = stats.mean(axis=1), stats.std(axis=1, ddof=1), pooled_within_se(stats, boxes)
+        se = within if floor == "within" else sigma / np.sqrt(stats.shape[1])
+        return {"mean": mean, "sigma": sigma, "se": se, "se_within": within}
     p, r = stats.shape[:2]
     if n_boxes < 1 or r % n_boxes or r // n_boxes < 2:
         raise ValueError(f"{r} realisations cannot be spread evenly over {n_boxes} boxes with at least 2 each")
@@ -154,14 +180,14 @@ def _coverage(stat: str, pred: np.ndarray, var: np.ndarray, stats: np.ndarray) -
 
 
 def hidden_measures(pred: dict, stats: np.ndarray, n_boxes: int = 1, resamples: int = BOOTSTRAP_RESAMPLES,
-                    floor: str = "boxes") -> dict:
+                    floor: str = "boxes", boxes: np.ndarray | None = None) -> dict:
     """Every measure of the module docstring from predictions {stat, stat_aleatoric_var[, _epistemic_var]: (P, N)}
     and realisations (P, R, 3, N), box-major over n_boxes; `resamples` bootstrap resamples for the intervals;
-    `floor` as truth_with_floor's."""
-    t = truth_with_floor(stats, n_boxes, floor)
+    `floor` and `boxes` as truth_with_floor's."""
+    t = truth_with_floor(stats, n_boxes, floor, boxes)
     n_real = stats.shape[1]
     out = {"n_points": int(stats.shape[0]), "n_realisations": int(n_real), "n_boxes": int(n_boxes),
-           "floor": floor if n_boxes > 1 else "within",
+           "floor": floor if (n_boxes > 1 or boxes is not None) else "within",
            "noise_factor_c": MAE_NOISE_FACTOR, "summary": {}, "per_bin": {}}
     halves = _halves(stats, n_boxes)
     for k, s in enumerate(STATISTICS):
@@ -439,11 +465,31 @@ def _test_split(emu, data, seed, log):
                          f"drawn independently of {data}'s design")
     idx = rows["test"]
     pred = emu.predict(ds.params[idx], outside="ignore")      # no MC dropout: none of these measures needs it
-    test = hidden_measures(pred, ds.stats[idx], n_boxes=1)
+    boxes = dataset_boxes(ds, idx)
+    own = boxes is not None and (emu.artifact.training or {}).get("catalog_hash") == ds.attrs.get("catalog_hash")
+    test = hidden_measures(pred, ds.stats[idx], n_boxes=1, boxes=boxes, floor="within" if own else "boxes")
+    if boxes is not None:
+        test["n_boxes_in_set"] = int(boxes.max()) + 1
     test.pop("standard")
     digest = dataset_sha256(data)
     test.update(dataset=Path(data).name, dataset_sha256=digest, trained_on_this_dataset=emu.artifact.dataset_hash == digest)
     return test, _to_unit(emu.domain, ds.params)
+
+
+def dataset_boxes(ds, rows) -> np.ndarray | None:
+    """(len(rows), R) box of each realisation of a dataset measured on a catalog set (the generator's
+    box_of_realisation of the design point's seed), or None for a single catalog."""
+    from training.catalogs.sources import set_members
+    from training.dataset.generate import point_seed
+    from training.mocks.model import box_of_realisation
+
+    members = set_members(str(ds.attrs.get("catalog_id", "")))
+    master = ds.attrs.get("master_seed")
+    if not members or master is None:
+        return None
+    r = ds.stats.shape[1]
+    return np.array([[box_of_realisation(point_seed(int(master), int(i)), k, len(members)) for k in range(r)]
+                     for i in rows])
 
 
 def _to_unit(domain, params: np.ndarray) -> np.ndarray:
