@@ -381,12 +381,6 @@ class CatalogSet:
     def __iter__(self):
         return iter(self.members)
 
-    def host_mass(self) -> np.ndarray:
-        """Host masses (Msun/h) of the first box: the boxes share a mass function (the dry run counts galaxies)."""
-        table, first = self.members[0].halo_table, self.members[0]
-        mass = np.asarray(table["halo_mvir"], dtype=np.float64)[np.asarray(table["halo_upid"]) == -1]
-        return mass[mass > float(getattr(first, "min_host_mass", 0.0) or 0.0)]
-
 
 def set_members(name: str) -> tuple[str, ...] | None:
     """The member specs of a catalog set name (CATALOG_SETS or "a+b"), or None for a single catalog."""

@@ -370,7 +370,11 @@ class FastIAMockModel:
         from training.mocks.model import measure_point
 
         return measure_point(self, params, seed, n_realisations, orientation_draws, progress,
-                             populate=self.populator.populate, positions=lambda galaxies: galaxies.positions)
+                             populate=self.populator.populate)
+
+    def positions(self, galaxies: Galaxies) -> np.ndarray:
+        """(n, 3) positions of the galaxies."""
+        return galaxies.positions
 
 
 def mock_model(catalog, populate: str = "fast", **kwargs):

@@ -312,17 +312,20 @@ class IAMockModel:
         """xi, omega, eta of `n_realisations` independent realisations (positions and orientations
         re-populated each time, as in the paper), plus `orientation_draws` orientation-only redraws on
         the last realisation's positions (sharing one pair geometry)."""
-        return measure_point(self, params, seed, n_realisations, orientation_draws, progress,
-                             populate=self.populate, positions=lambda table: galaxy_arrays(table)[0])
+        return measure_point(self, params, seed, n_realisations, orientation_draws, progress, populate=self.populate)
+
+    def positions(self, table) -> np.ndarray:
+        """(n, 3) galaxy positions of a galaxy table."""
+        return galaxy_arrays(table)[0]
 
 
 def measure_point(model, params: Mapping[str, float], seed: int, n_realisations: int = DEFAULT_REALISATIONS,
-                  orientation_draws: int = 0, progress: bool = False, *, populate, positions) -> PointResult:
+                  orientation_draws: int = 0, progress: bool = False, *, populate) -> PointResult:
     """The measurement of one design point, shared by the mock models: `n_realisations` re-populated realisations
     and `orientation_draws` orientation-only redraws on the last one's positions (one pair geometry).
 
-    `populate(params, seed)` returns the model's galaxies, `positions(galaxies)` their (n, 3) positions; the model
-    provides `set_params`, `statistics(galaxies)`, `redraw_orientations(galaxies, seed)` and `Lbox`.
+    `populate(params, seed)` returns the model's galaxies; the model provides `set_params`, `statistics(galaxies)`,
+    `positions(galaxies)` (their (n, 3) positions), `redraw_orientations(galaxies, seed)` and `Lbox`.
     """
     from training.mocks.correlations import PairGeometry
 
@@ -348,7 +351,7 @@ def measure_point(model, params: Mapping[str, float], seed: int, n_realisations:
     orientation_stats = None
     if orientation_draws:
         orientation_stats = np.full((orientation_draws, len(STATISTICS), N_BINS), np.nan)
-        geometry = PairGeometry(positions(galaxies), model.Lbox, BIN_EDGES)
+        geometry = PairGeometry(model.positions(galaxies), model.Lbox, BIN_EDGES)
         for k in range(orientation_draws):
             orientation_stats[k] = geometry.measure(model.redraw_orientations(galaxies, orientation_seed(seed, k))
                                                     ).as_array()
@@ -384,7 +387,6 @@ class BoxSetModel:
         if len(self.models) < 2:
             raise ValueError(f"a box set needs at least 2 box models, got {len(self.models)}")
         self.Lbox = self.models[0].Lbox
-        self.populate_method = getattr(self.models[0], "populate_method", "halotools")
         self.n_hosts = [getattr(m, "n_hosts", None) for m in self.models]
         self._params: dict[str, float] | None = None
 
@@ -406,9 +408,9 @@ class BoxSetModel:
         """New major axes for one realisation's galaxies, by its box's model."""
         return self.models[realisation.box].redraw_orientations(realisation.galaxies, seed)
 
-    def _positions(self, realisation: BoxGalaxies) -> np.ndarray:
-        galaxies = realisation.galaxies
-        return galaxies.positions if hasattr(galaxies, "positions") else galaxy_arrays(galaxies)[0]
+    def positions(self, realisation: BoxGalaxies) -> np.ndarray:
+        """(n, 3) positions of one realisation's galaxies, by its box's model."""
+        return self.models[realisation.box].positions(realisation.galaxies)
 
     def measure(self, params: Mapping[str, float], seed: int, n_realisations: int = DEFAULT_REALISATIONS,
                 orientation_draws: int = 0, progress: bool = False) -> PointResult:
@@ -417,4 +419,4 @@ class BoxSetModel:
         box_of_seed = {realisation_seed(seed, r): box_of_realisation(seed, r, len(self.models))
                        for r in range(max(int(n_realisations), 0))}
         return measure_point(self, params, seed, n_realisations, orientation_draws, progress,
-                             populate=lambda p, s: self.populate_box(box_of_seed[s], p, s), positions=self._positions)
+                             populate=lambda p, s: self.populate_box(box_of_seed[s], p, s))

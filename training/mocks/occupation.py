@@ -32,7 +32,11 @@ def expected_galaxy_counts(params: np.ndarray, host_mass: np.ndarray) -> np.ndar
 
 
 def host_masses(catalog) -> np.ndarray | None:
-    """Host-halo masses (Msun/h) of a catalog, or None if the catalog does not expose them."""
+    """Host-halo masses (Msun/h) of a catalog, or None if the catalog does not expose them; of a catalog set, its
+    first box's (the boxes share a mass function)."""
+    members = getattr(catalog, "members", None)
+    if members:
+        return host_masses(members[0])
     for name in ("host_mass", "host_masses"):
         value = getattr(catalog, name, None)
         if value is not None:
