@@ -1,8 +1,8 @@
 """The shipped emulator's data files in the source repository (training/data), and their sha256 check.
 
 training/data/MANIFEST.json is the one record of them: "files" maps each kept file (the current dataset and
-the N-body catalogs; a box of training/data/boxes by its relative path "boxes/NAME") to its sha256, "retired" names the earlier files that left the tree with the last commit holding
-each. A kept file loaded by its repository path is checked against its digest; any other path is used as given.
+the N-body catalogs; a box of training/data/boxes by its relative path "boxes/NAME") to its sha256, "retired"
+names the earlier files that left the tree with the last commit holding each. A kept file loaded by its repository path is checked against its digest; any other path is used as given.
 An installed package carries the manifest but not the data, which live in the source repository only.
 """
 from __future__ import annotations
@@ -46,15 +46,20 @@ def restore_command(name: str, dest=None) -> str:
     return f"git show {commit}:training/data/{name} > {dest or f'training/data/{name}'}"
 
 
+def _data_name(path: Path) -> str | None:
+    """A path's name relative to training/data ("dataset.h5", "boxes/NAME"), or None outside it."""
+    resolved = path.resolve()
+    return resolved.relative_to(DATA_DIR).as_posix() if resolved.is_relative_to(DATA_DIR) else None
+
+
 def _recorded_name(path: Path) -> str | None:
     """The manifest name of `path` when it is one of the recorded files at its repository path, else None."""
     try:
-        resolved = path.resolve()
+        name = _data_name(path)
     except OSError:
         return None
-    if not resolved.is_relative_to(DATA_DIR) or not MANIFEST.exists():
+    if name is None or not MANIFEST.exists():
         return None
-    name = resolved.relative_to(DATA_DIR).as_posix()
     return name if name in recorded_files() else None
 
 
@@ -95,8 +100,7 @@ def missing_hint(path) -> str:
     lives; '' for other files."""
     path = Path(path)
     try:
-        resolved = path.resolve()
-        name = resolved.relative_to(DATA_DIR).as_posix() if resolved.is_relative_to(DATA_DIR) else path.name
+        name = _data_name(path) or path.name
         recorded, retired = recorded_files(), retired_files()
     except (OSError, ValueError):
         return ""

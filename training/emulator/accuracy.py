@@ -148,7 +148,7 @@ def truth_with_floor(stats: np.ndarray, n_boxes: int = 1, floor: str = "boxes", 
     per = stats.reshape(p, n_boxes, r // n_boxes, *stats.shape[2:])
     mean = stats.mean(axis=1)
     sigma = stats.std(axis=1, ddof=1)
-    se_within = np.sqrt(per.var(axis=2, ddof=1).mean(axis=1) / r)
+    se_within = pooled_within_se(stats, np.broadcast_to(np.repeat(np.arange(n_boxes), r // n_boxes), (p, r)))
     if n_boxes == 1:
         se = sigma / np.sqrt(r)
     elif floor == "within":
@@ -423,8 +423,7 @@ def evaluate_hidden(artifact, catalogs=(DEFAULT_CATALOG,), out=DEFAULT_OUT, n_po
         stats = np.stack([p["stats"] for p in kept])
         pred = emu.predict(params, mc_passes=mc_passes, seed=0, outside="raise")
         ids = json.loads((folder / "manifest.json").read_text())["catalogs"]
-        trained_on = (emu.artifact.training or {}).get("catalog_hash")
-        own = len(ids) > 1 and trained_on == set_hash([c["catalog_hash"] for c in ids])
+        own = len(ids) > 1 and trained_on(emu, set_hash([c["catalog_hash"] for c in ids]))
         if floor == "auto":
             floor = "within" if own else "boxes"
         record = hidden_measures(pred, stats, n_boxes=len(catalogs), floor=floor)
@@ -466,7 +465,7 @@ def _test_split(emu, data, seed, log):
     idx = rows["test"]
     pred = emu.predict(ds.params[idx], outside="ignore")      # no MC dropout: none of these measures needs it
     boxes = dataset_boxes(ds, idx)
-    own = boxes is not None and (emu.artifact.training or {}).get("catalog_hash") == ds.attrs.get("catalog_hash")
+    own = boxes is not None and trained_on(emu, ds.attrs.get("catalog_hash"))
     test = hidden_measures(pred, ds.stats[idx], n_boxes=1, boxes=boxes, floor="within" if own else "boxes")
     if boxes is not None:
         test["n_boxes_in_set"] = int(boxes.max()) + 1
@@ -474,6 +473,11 @@ def _test_split(emu, data, seed, log):
     digest = dataset_sha256(data)
     test.update(dataset=Path(data).name, dataset_sha256=digest, trained_on_this_dataset=emu.artifact.dataset_hash == digest)
     return test, _to_unit(emu.domain, ds.params)
+
+
+def trained_on(emu, catalog_hash) -> bool:
+    """Whether the emulator's training data were measured on the catalog (or catalog set) of this hash."""
+    return (emu.artifact.training or {}).get("catalog_hash") == catalog_hash
 
 
 def dataset_boxes(ds, rows) -> np.ndarray | None:
