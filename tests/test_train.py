@@ -224,6 +224,53 @@ def test_batchnorm_recalibration_gives_exact_training_set_statistics():
     assert block[2].momentum == 0.1                         # the layer's own setting is restored
 
 
+def _xi_calibration_dex(path, toy_path) -> float:
+    """Median log10(predicted xi sigma / RMS of the realisations about the prediction) over the toy test split: the
+    predictive calibration the NLL aims at (a poor mean widens both)."""
+    from training.dataset.schema import read_dataset
+
+    ds = read_dataset(toy_path)
+    test = ds.split == SPLIT_TEST
+    pred = Emulator.load(path, device="cpu").predict(ds.params[test], outside="ignore")
+    rms = np.sqrt(np.mean((ds.stats[test][:, :, 0] - pred["xi"][:, None]) ** 2, axis=1))
+    return float(np.median(np.log10(np.sqrt(pred["xi_aleatoric_var"]) / rms)))
+
+
+def test_variance_refit_mends_a_wrong_variance_and_keeps_the_means(toy, trained, tmp_path):
+    """An artifact whose xi variance is made e^2 too large is refitted back within 0.1 dex on the test split; only
+    the variance rows change, the means agree to rounding and the record says what was done. Another dataset is
+    refused."""
+    from dataclasses import replace
+
+    from iaemu_theory.artifact import save_artifact
+
+    art = load_artifact(trained[0])
+    state = {k: v.clone() for k, v in art.state_dict.items()}
+    state["decoders.xi.out.bias"][1:] += 2.0
+    spoiled = save_artifact(tmp_path / "spoiled.pt", replace(art, state_dict=state, weights_sha256=None, path=None))
+    out = tmp_path / "refit.pt"
+    report = T.refit_artifact_variances(spoiled, toy, out, 60, log=lambda *a: None)
+    assert report["xi"]["validation_nll_after"] < report["xi"]["validation_nll_before"]
+    assert _xi_calibration_dex(spoiled, toy) > 0.3
+    assert abs(_xi_calibration_dex(out, toy)) < 0.1
+    refit = load_artifact(out).state_dict
+    for name, tensor in state.items():   # only the variance rows of the output layers move
+        if name.endswith(("out.weight", "out.bias")):
+            tensor, name_rows = tensor[:1], refit[name][:1]
+        else:
+            name_rows = refit[name]
+        assert torch.equal(tensor, name_rows)
+    x = Domain().from_unit(np.random.default_rng(1).random((16, 7)))
+    a = Emulator.load(spoiled, device="cpu", dtype="float64").predict(x)
+    b = Emulator.load(out, device="cpu", dtype="float64").predict(x)
+    assert all(np.allclose(a[s], b[s], rtol=1e-12, atol=0) for s in STATISTICS)
+    rec = load_artifact(out).training
+    assert rec["config"]["variance_refit_steps"] == 60 and set(rec["variance_refit"]) == set(STATISTICS)
+    other = make_toy_dataset(tmp_path / "other.h5", seed=5)
+    with pytest.raises(ValueError, match="refit it on its own dataset"):
+        T.refit_artifact_variances(spoiled, other, tmp_path / "x.pt", 10)
+
+
 def test_cosine_schedule_ends_at_lr_min_and_bad_schedule_is_named():
     cfg = T.TrainConfig(epochs=10, lr=1e-3, lr_schedule="cosine", lr_min=1e-5)
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
