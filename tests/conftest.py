@@ -59,3 +59,14 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def sigint_delivered():
+    """Skip a test that interrupts a child with SIGINT when this process ignores SIGINT: a suite started as a
+    background job of a non-interactive shell (`pytest &`) inherits SIGINT ignored, and so do its children, whose
+    Python then never installs a Ctrl-C handler."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        pytest.skip("SIGINT is ignored in this process (inherited, as by a background job); its children would ignore it")

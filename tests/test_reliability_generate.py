@@ -223,7 +223,9 @@ def _start(out, *extra, sleep="0.3", workers="2"):
 
 @pytest.mark.parametrize("signum, code, workers", [(signal.SIGINT, 130, "2"), (signal.SIGTERM, 143, "2"),
                                                    (signal.SIGTERM, 143, "1")])
-def test_interrupted_generation_exits_128_plus_signal_and_keeps_its_points(tmp_path, signum, code, workers):
+def test_interrupted_generation_exits_128_plus_signal_and_keeps_its_points(tmp_path, signum, code, workers, request):
+    if signum == signal.SIGINT:
+        request.getfixturevalue("sigint_delivered")
     out = tmp_path / "sig.h5"
     proc = _start(out, sleep="2.0", workers=workers)     # 12 points of 2 s: the signal lands mid-run even under load
     try:

@@ -142,7 +142,7 @@ def test_cobaya_bib_command():
     assert "Nelson2019TNG" in proc.stdout and "Pandya2025IAEmu" in proc.stdout
 
 
-def test_interrupted_fit_resumes(tmp_path):
+def test_interrupted_fit_resumes(tmp_path, sigint_delivered):
     """Interrupted (SIGINT) once its chain is on disk, the sample-1 fit resumes with -r and runs to convergence.
     The convergence criterion is tightened (R-1 < 0.003) so that the interruption lands mid-run."""
     exe = shutil.which("cobaya-run")
