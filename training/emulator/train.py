@@ -274,12 +274,23 @@ class Scalers:
         scale[scale == 0] = 1.0
         return cls(p.mean(axis=0), std, mean, scale, input_encoding)
 
+    @classmethod
+    def of_artifact(cls, art: Artifact) -> "Scalers":
+        """The standardisation stored in a trained artifact."""
+        return cls(np.asarray(art.input_mean), np.asarray(art.input_std), np.asarray(art.output_mean),
+                   np.asarray(art.output_scale), art.input_encoding)
+
     def standardise(self, tg: Targets):
         """(x, ybar, s2) in network units."""
         x = (encode(tg.params, self.input_encoding) - self.input_mean) / self.input_std
         ybar = (tg.ybar - self.output_mean[:, None]) / self.output_scale[:, None]
         s2 = tg.s2 / self.output_scale[:, None] ** 2
         return x, ybar, s2
+
+    def tensors(self, tg: Targets, device="cpu") -> tuple:
+        """(x, ybar, s2, n_real) in network units as float32 tensors on `device`: what the losses take."""
+        x, ybar, s2 = self.standardise(tg)
+        return tuple(torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, ybar, s2, tg.n_real))
 
 
 def encode(params: np.ndarray, input_encoding: str) -> np.ndarray:
@@ -419,29 +430,30 @@ def refit_variances(net, train_t, val_t, steps: int, log=print) -> dict:
     L-BFGS iterations in blocks of 10, the block with the lowest validation NLL kept. The mean rows are untouched,
     so the predicted means are unchanged (to rounding). Returns, per statistic, the validation NLL (per realisation row)
     before and after and the iterations kept."""
-    from iaemu_theory.network import _ALIGN_COLS, alignment_bases
-
     net.eval()
 
     def inputs(x):
-        """Per statistic: (output-layer input patches (n, bins, C k), variance basis or None, the fixed mean)."""
-        seen = {}
-        hooks = [net.decoders[s].out.register_forward_hook(lambda m, inp, out, s=s: seen.__setitem__(s, inp[0]))
-                 for s in net.decoders]
+        """Per statistic: (output-layer input patches (n, bins, C k), variance basis or None, the fixed mean), as
+        the network's own forward pass gives them (hooks on each decoder and its output layer). The output conv
+        is then one matmul over the unfolded patches: the same map."""
+        layer_in, basis = {}, {}
+        hooks = []
+        for s, dec in net.decoders.items():
+            hooks.append(dec.out.register_forward_hook(lambda m, inp, out, s=s: layer_in.__setitem__(s, inp[0])))
+            hooks.append(dec.register_forward_hook(
+                lambda m, inp, out, s=s: basis.__setitem__(s, inp[2] if len(inp) > 2 else None)))
         try:
             with torch.no_grad():
                 pred = net(x)
         finally:
             for h in hooks:
                 h.remove()
-        free = net.cfg.output_form == "free"
         out = {}
         for s, dec in net.decoders.items():
             (pad,), (k,), (stride,) = dec.out.padding, dec.out.kernel_size, dec.out.stride
-            h = torch.nn.functional.pad(seen[s], (pad, pad)).unfold(2, k, stride)      # (n, C, bins, k)
+            h = torch.nn.functional.pad(layer_in[s], (pad, pad)).unfold(2, k, stride)  # (n, C, bins, k)
             patches = h.permute(0, 2, 1, 3).reshape(h.shape[0], h.shape[2], -1)        # (n, bins, C k)
-            vb = None if free else alignment_bases(net.cfg, x[:, _ALIGN_COLS], s)[1]
-            out[s] = (patches, vb, pred[s][0])
+            out[s] = (patches, basis[s], pred[s][0])
         return out
 
     def nll(w, b, patches, vb, mu, ybar, s2, n_real):
@@ -498,14 +510,8 @@ def refit_artifact_variances(artifact, data, out, steps: int, log=print) -> dict
         raise ValueError(f"{artifact} was trained on a dataset with sha256 {art.dataset_hash}, not {data} "
                          f"({data_hash}); refit it on its own dataset")
     ds, rows, _ = load_splits(data, log=log)
-    sc = Scalers(np.asarray(art.input_mean), np.asarray(art.input_std), np.asarray(art.output_mean),
-                 np.asarray(art.output_scale), art.input_encoding)
-
-    def tensors(tg):
-        x, ybar, s2 = sc.standardise(tg)
-        return tuple(torch.as_tensor(a, dtype=torch.float32) for a in (x, ybar, s2, tg.n_real))
-
-    train_t, val_t = tensors(targets(ds, rows["train"])), tensors(targets(ds, rows["validation"]))
+    sc = Scalers.of_artifact(art)
+    train_t, val_t = sc.tensors(targets(ds, rows["train"])), sc.tensors(targets(ds, rows["validation"]))
     net = art.build_network()
     cfg = TrainConfig(**{**art.training["config"], "variance_refit_steps": int(steps)})
     val = validation_losses(net, *val_t)
@@ -546,9 +552,7 @@ def _initial_weights(init_from, net_cfg, data_hash, scalers, log=print) -> tuple
     log(f"--init-from {init_from} was trained on another dataset (sha256 {str(art.dataset_hash)[:12]}..., this one "
         f"{data_hash[:12]}...): keeping its standardisation. Its training points must not be validation or test "
         f"points here (extend a design with `training.dataset split --keep-split-from`).")
-    kept = Scalers(np.asarray(art.input_mean), np.asarray(art.input_std), np.asarray(art.output_mean),
-                   np.asarray(art.output_scale), art.input_encoding)
-    return art.state_dict, provenance, kept
+    return art.state_dict, provenance, Scalers.of_artifact(art)
 
 
 @dataclass
@@ -622,13 +626,8 @@ def prepare(data, out, cfg: TrainConfig, device="auto", checkpoint=None, plot=No
     if init_from is not None:
         weights, provenance, scalers = _initial_weights(init_from, net_cfg, data_hash, scalers, log=log)
 
-    def to_dev(tg):
-        x, ybar, s2 = scalers.standardise(tg)
-        f = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
-        return f(x), f(ybar), f(s2), f(tg.n_real)
-
-    train_t = to_dev(targets(ds, rows["train"]))
-    val_t = to_dev(targets(ds, rows["validation"]))
+    train_t = scalers.tensors(targets(ds, rows["train"]), dev)
+    val_t = scalers.tensors(targets(ds, rows["validation"]), dev)
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
