@@ -53,6 +53,16 @@ def test_noise_floor_removal_recovers_the_emulators_own_error():
     assert sm["own_mean_fractional_error"] == pytest.approx(MAE_NOISE_FACTOR * 0.02, rel=0.04)
     assert sm["own_rms_fractional_error"] == pytest.approx(0.02, rel=0.04)
     assert 0.6 < sm["c_from_halves"] < 1.0
+    # the omega median: a 2% error against a truth with 2% noise (48 realisations, so that the floor's per-bin
+    # standard errors scatter by ~10% only; 2000 points, so that the median is sharp); median |N(0, 1)| = 0.674
+    om = hidden_measures(*_synthetic(n_points=2000, realisations=48, shape_noise=0.08 * np.sqrt(3))[:2],
+                         resamples=20)["summary"]["omega"]
+    assert om["median_fractional_error_snr3_noise_floor"] == pytest.approx(0.674 * 0.02, rel=0.05)
+    assert om["median_fractional_error_snr3"] > 1.3 * 0.674 * 0.02
+    assert om["own_median_fractional_error_snr3"] == pytest.approx(0.674 * 0.02, rel=0.06)
+    assert om["own_median_fractional_error_snr3_from_halves"] == pytest.approx(0.674 * 0.02, rel=0.1)
+    lo, hi = om["own_median_fractional_error_snr3_bootstrap_68"]
+    assert lo < om["own_median_fractional_error_snr3"] < hi
     # the aleatoric sigma is the true scatter: calibrated, and its 68% interval covers 68% of single realisations
     for s in ("omega", "eta"):
         assert abs(rec["summary"][s]["calibration_dex_median"]) < 0.02     # (s of 16 draws is ~1% low)
@@ -115,7 +125,7 @@ def test_the_command_runs_and_resumes_to_the_same_json(tiny_artifact, tmp_path, 
     rec = json.loads(whole)
     assert rec["n_points"] == 3 and rec["n_realisations"] == 4 and rec["n_boxes"] == 1
     assert rec["candidates"] == 3 + rec["rejected"] and len(rec["points"]) == 3
-    assert set(rec["targets"]) >= {"xi_own_mean_fractional_error", "omega_median_fractional_error",
+    assert set(rec["targets"]) >= {"xi_own_mean_fractional_error", "omega_own_median_fractional_error",
                                    "eta_coverage_68", "xi_calibration_dex"}
     assert not accuracy.parts_dir(out).exists()
     out.unlink()
