@@ -80,6 +80,8 @@ def _table(records: list[dict]) -> str:
          f"<= {100 * TARGETS['xi_own_mean_fractional_error']:.1f}%",
          lambda r: f"**{_pct(g(r, 'xi', 'own_mean_fractional_error'))}**" + _mark(r, "xi_own_mean_fractional_error")
          + _interval(g(r, "xi", "own_mean_fractional_error_bootstrap_68"))),
+        ("... with the log-normal mean exp(mu + s^2 / 2) for the median exp(mu)", "",
+         lambda r: _pct(g(r, "xi", "own_mean_fractional_error_lognormal_mean"))),
         ("xi own RMS error (RMS floor removed; exact for any error law)", "",
          lambda r: _pct(g(r, "xi", "own_rms_fractional_error"))),
         (f"c measured from half-truths (Gaussian errors: {MAE_NOISE_FACTOR:.3f})", "",

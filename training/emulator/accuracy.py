@@ -25,6 +25,8 @@ under "standard"):
 
 - xi mean fractional error: mean over bins of the mean over points of |pred - true| / |true| (evaluate's
   `fractional_error`, no outlier rule); the truth's noise floor: the same mean of se / |true|;
+- the same for xi with the log-normal mean exp(mu + s^2 / 2) (s^2 the predicted Var[ln xi]) in place of the
+  emulator's median exp(mu): the truths are arithmetic means of the realisations;
 - the emulator's own error, sqrt(err^2 - (c floor)^2) (`remove_noise_floor`), with c = sqrt(2/pi) = 0.798: with an
   emulator error d ~ N(0, s_d^2) and a truth error e ~ N(0, s^2) per point and bin, E|d - e| = sqrt(2/pi)
   sqrt(s_d^2 + s^2) and E|d| = sqrt(2/pi) s_d, so E|d| = sqrt(E|d - e|^2 - (2/pi) s^2) exactly, where s is the
@@ -244,6 +246,11 @@ def hidden_measures(pred: dict, stats: np.ndarray, n_boxes: int = 1, resamples: 
             err, floor = float(np.nanmean(err_bin)), float(np.nanmean(floor_bin))
             pb["mean_fractional_error"], pb["noise_floor"] = err_bin, floor_bin
             pb["own_mean_fractional_error"] = remove_noise_floor(err_bin, floor_bin)
+            if s == "xi":       # the log-normal mean exp(mu + s^2 / 2) instead of the median exp(mu)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    p_mean = p * np.exp(0.5 * pred["xi_aleatoric_var"] / p**2)
+                err_mean = float(np.nanmean(fractional_error(p_mean, true, sig, n_real, "none")[0]))
+                sm["own_mean_fractional_error_lognormal_mean"] = remove_noise_floor(err_mean, floor)
             sm.update(mean_fractional_error=err, noise_floor=floor,
                       noise_floor_within_box=float(np.nanmean(rel_se_within[np.isfinite(frac)])),
                       own_mean_fractional_error=remove_noise_floor(err, floor),
