@@ -18,7 +18,7 @@ import numpy as np
 
 from iaemu_theory.conventions import STATISTICS
 from iaemu_theory.emulator import Emulator
-from training.emulator.train import load_splits, transform
+from training.emulator.train import load_splits, targets
 
 
 def main(argv=None) -> int:
@@ -32,15 +32,13 @@ def main(argv=None) -> int:
     for name in ("train", "validation", "test"):
         idx = rows[name][:args.points]
         pred = emu.predict(ds.params[idx], outside="ignore")
-        t = transform(ds.stats[idx])
-        truth, se = t.mean(axis=1), t.std(axis=1, ddof=1) / np.sqrt(t.shape[1])
-        ratios = {}
-        for k, s in enumerate(STATISTICS):
-            mu = np.log(pred[s]) if s == "xi" else pred[s]
-            ratios[s] = np.mean((mu - truth[:, k]) ** 2, axis=0) / np.mean(se[:, k] ** 2, axis=0)
+        tg = targets(ds, idx)
+        se2 = tg.s2 / (tg.n_real[:, None, None] - 1)      # s2 is the scatter about the mean with ddof 0
+        resid2 = {s: ((np.log(pred[s]) if s == "xi" else pred[s]) - tg.ybar[:, k]) ** 2
+                  for k, s in enumerate(STATISTICS)}
+        ratios = {s: resid2[s].mean(axis=0) / se2[:, k].mean(axis=0) for k, s in enumerate(STATISTICS)}
         print(f"{name} ({idx.size} points): " + ", ".join(f"{s} {ratios[s].mean():.2f}" for s in STATISTICS))
-        k = STATISTICS.index("xi")
-        z2 = ((np.log(pred["xi"]) - truth[:, k]) / se[:, k]) ** 2
+        z2 = resid2["xi"] / se2[:, STATISTICS.index("xi")]
         n_gal = ds.n_galaxies[idx].mean(axis=1)
         q = np.digitize(n_gal, np.quantile(n_gal, [0.2, 0.4, 0.6, 0.8]))
         print("  xi by galaxy-count quintile (median count: ratio): " + ", ".join(

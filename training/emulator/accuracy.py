@@ -225,13 +225,12 @@ def hidden_measures(pred: dict, stats: np.ndarray, n_boxes: int = 1, resamples: 
             lambda i: np.median(frac[i][bright[i]]) if bright[i].any() else np.nan, frac.shape[0], resamples)
         sm["snr3_kept_fraction"] = float(bright.mean())
         median = sm["median_fractional_error_snr3"]
-        sm["median_fractional_error_snr3_noise_floor"] = floor_m = noise_only_median(rel_se[bright])
-        sm["own_median_fractional_error_snr3"] = (remove_noise_floor(median, floor_m, c=1.0)
-                                                  if math.isfinite(median) else float("nan"))
+        sm["median_fractional_error_snr3_noise_floor"] = noise_only_median(rel_se[bright])
 
-        def own_median(i):
+        def own_median(i, draws=16):
             f, a = frac[i][bright[i]], rel_se[i][bright[i]]
-            return remove_noise_floor(np.median(f), noise_only_median(a, draws=16), c=1.0) if f.size else np.nan
+            return remove_noise_floor(np.median(f), noise_only_median(a, draws), c=1.0) if f.size else float("nan")
+        sm["own_median_fractional_error_snr3"] = own_median(slice(None), draws=64)
         sm["own_median_fractional_error_snr3_bootstrap_68"] = bootstrap_68(own_median, frac.shape[0], resamples)
         if halves is not None and bright.any():
             with np.errstate(divide="ignore", invalid="ignore"):
