@@ -133,6 +133,7 @@ def test_tiny_training_lowers_loss_and_writes_artifact(toy, trained):
     assert (tmp_path / "emu_loss.png").stat().st_size > 1000
     art = load_artifact(out)
     assert art.training["best_epoch"] == h["best_epoch"]
+    assert art.training["history"] == json.loads(json.dumps(h))       # the loss curves travel with the artifact
     assert art.dataset_hash == T.dataset_sha256(toy)
     assert art.metrics["validation_before_batchnorm_recalibration"]["combined"] == pytest.approx(min(h["val_combined"]))
     assert art.training["batchnorm_recalibrated"]

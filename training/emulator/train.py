@@ -776,6 +776,7 @@ def finish(run: TrainingRun, stop_reason: str, done: int, epoch_times: list, sec
         summary["variance_refit"] = refit_variances(net, run.train_t, run.val_t, cfg.variance_refit_steps, log=log)
         val = validation_losses(net, *run.val_t)
     metrics["validation"] = {"combined": cfg.combined(val), **val}
+    summary["history"] = run.history        # in the artifact too, so that its loss curves can be drawn again
     cpu_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     sc, ds = run.scalers, run.ds
     art = Artifact(config=run.net_cfg, state_dict=cpu_state, input_mean=sc.input_mean, input_std=sc.input_std,
@@ -791,7 +792,6 @@ def finish(run: TrainingRun, stop_reason: str, done: int, epoch_times: list, sec
         f"{best['epoch']}; artifact {run.out}; checkpoint {run.checkpoint}; loss curve {run.plot}")
     if stop_reason == "time_limit":
         log("stopped before the --max-minutes limit; continue with the same command plus --resume")
-    summary["history"] = run.history
     summary["artifact"] = str(run.out)
     return summary
 
