@@ -3,11 +3,10 @@
 Units and conventions (see docs/emulator.md):
 - The network works in standardised units: y = (T(stat) - mean) / scale, with T = ln for xi and the identity
   for omega and eta, one mean and one scale per statistic.
-- Means: xi = exp(scale * mu + mean + s^2 / 2) with s^2 = Var[ln xi] = scale^2 v, the mean of a log-normal
-  (the expectation that halotools-IA's realisation means and a measured xi estimate; exp(scale * mu + mean)
-  alone is its median); omega, eta = scale * mu + mean.
-- Aleatoric variance (realisation scatter, from the variance head): Var[xi] = xi^2 (exp(s^2) - 1), exact for
-  the log-normal; Var[omega] = scale^2 v, likewise eta.
+- Means: xi = exp(scale * mu + mean), i.e. exp of the predicted mean of ln xi (the median of a log-normal);
+  omega, eta = scale * mu + mean.
+- Aleatoric variance (realisation scatter, from the variance head): Var[ln xi] = scale^2 v and, to first order,
+  Var[xi] ~= xi^2 Var[ln xi]; Var[omega] = scale^2 v, likewise eta.
 - Epistemic variance (Monte Carlo dropout: dropout on, BatchNorm in eval mode): the variance over passes of
   the predicted mean, back-transformed the same way. Means and aleatoric variances always come from the
   deterministic network (dropout off), so they do not depend on mc_passes or on the random seed.
@@ -174,11 +173,11 @@ class Emulator:
     def _back_transform(self, stat, mu, var):
         """Standardised (mean, variance) -> physical (value, variance); see the module docstring."""
         scale, mean = self._out_scale[stat], self._out_mean[stat]
+        value = mu * scale + mean
         if stat == "xi":
-            ln_var = var * scale**2
-            value = torch.exp(mu * scale + mean + 0.5 * ln_var)
-            return value, value.square() * torch.expm1(ln_var)
-        return mu * scale + mean, var * scale**2
+            value = torch.exp(value)
+            return value, var * value.square() * scale**2
+        return value, var * scale**2
 
     def _mc_generator(self, seed) -> torch.Generator:
         """A generator private to one call: seeded by `seed`, else drawn from torch's global generator."""

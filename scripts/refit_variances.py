@@ -3,8 +3,8 @@
     python scripts/refit_variances.py --artifact iaemu_theory/artifacts/iaemu_default.pt \\
         --data training/data/dataset_hires320x3.h5 --steps 500 --out iaemu_default_refit.pt
 
-The result is what `iaemu-train` writes when the recipe has `variance_refit_steps: STEPS`: the same network means (the
-mean outputs are untouched; xi's log-normal mean moves with its variance), variances refitted by the plain NLL, and a training record naming the step count.
+The result is what `iaemu-train` writes when the recipe has `variance_refit_steps: STEPS`: the same means (the
+mean outputs are untouched), variances refitted by the plain NLL, and a training record naming the step count.
 """
 from __future__ import annotations
 

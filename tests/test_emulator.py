@@ -260,19 +260,20 @@ def test_back_transform_against_monte_carlo(emu):
         draws = rng.normal(mu.numpy()[0], np.sqrt(var.numpy()[0]), size=(n, 3)) * scale + mean
         if stat == "xi":
             draws = np.exp(draws)
-        np.testing.assert_allclose(value, draws.mean(axis=0), rtol=0, atol=5 * np.sqrt(variance / n).max())
-        np.testing.assert_allclose(variance, draws.var(axis=0), rtol=0.01)
+            np.testing.assert_allclose(value, np.median(draws, axis=0), rtol=3e-3)   # exp(E ln xi) = median
+        else:
+            np.testing.assert_allclose(value, draws.mean(axis=0), rtol=0, atol=5 * np.sqrt(variance / n).max())
+        # first-order (delta-method) variance for xi: exact to O(scale^2 var) = 1% here
+        np.testing.assert_allclose(variance, draws.var(axis=0), rtol=0.02 if stat == "xi" else 0.01)
 
 
-def test_xi_is_the_lognormal_mean_with_its_exact_variance(emu, points):
+def test_xi_variance_is_xi_squared_times_ln_variance(emu, points):
     out = emu.predict(points, statistics="xi")
     with torch.no_grad():
         x = (torch.as_tensor(points, dtype=torch.float32) - emu._in_mean) / emu._in_std
         mu, var = emu.network(x, ("xi",))["xi"]
-    ln_var = emu._out_scale["xi"] ** 2 * var.numpy().astype(np.float64)
-    np.testing.assert_allclose(out["xi_aleatoric_var"], out["xi"] ** 2 * np.expm1(ln_var), rtol=1e-5)
-    median = np.exp(emu._out_scale["xi"] * mu.numpy() + emu._out_mean["xi"])
-    np.testing.assert_allclose(out["xi"], median * np.exp(ln_var / 2), rtol=1e-5)
+    scale = emu._out_scale["xi"]
+    np.testing.assert_allclose(out["xi_aleatoric_var"], out["xi"] ** 2 * scale**2 * var.numpy(), rtol=1e-5)
 
 
 def test_mc_dropout_epistemic(emu, points):

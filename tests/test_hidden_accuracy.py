@@ -246,20 +246,17 @@ def test_the_shipped_datasets_realisations_are_labelled_by_box():
         assert sorted(np.bincount(row, minlength=3).tolist()) == [3, 3, 4]
 
 
-def test_log_normal_realisations_against_their_exact_mean_and_interval():
-    """Log-normal realisations (s = 0.4 in ln xi, 400 per point): the exact mean exp(mu + s^2 / 2) with its exact
-    variance shows no own error and 68% coverage; the median exp(mu) in its place shows the 7.7% offset."""
+def test_the_lognormal_mean_mends_a_median_against_arithmetic_truths():
+    """Log-normal realisations (sigma 0.4 in ln xi, 400 per point) and an exact median exp(mu): 8% below their
+    arithmetic mean, which the log-normal mean exp(mu + s^2 / 2) recovers."""
     rng = np.random.default_rng(5)
     n, r, sig = 200, 400, 0.4
     mu = rng.normal(0.0, 1.0, (n, 1, len(STATISTICS), N_BINS))
     stats = np.exp(mu + rng.normal(0.0, sig, (n, r, len(STATISTICS), N_BINS)))
     pred = {}
     for k, s in enumerate(STATISTICS):
-        pred[s] = np.exp(mu[:, 0, k] + sig**2 / 2)
-        pred[f"{s}_aleatoric_var"] = pred[s] ** 2 * np.expm1(sig**2)
-    exact = hidden_measures(pred, stats, resamples=5)["summary"]["xi"]
-    assert exact["own_mean_fractional_error"] < 0.003
-    assert exact["coverage_68"] == pytest.approx(0.683, abs=0.01)
-    median = dict(pred, xi=np.exp(mu[:, 0, 0]))
-    offset = hidden_measures(median, stats, resamples=5)["summary"]["xi"]["own_mean_fractional_error"]
-    assert offset == pytest.approx(-np.expm1(-sig**2 / 2), rel=0.05)
+        pred[s] = np.exp(mu[:, 0, k])
+        pred[f"{s}_aleatoric_var"] = pred[s] ** 2 * sig**2
+    sm = hidden_measures(pred, stats, resamples=5)["summary"]["xi"]
+    assert sm["own_mean_fractional_error"] == pytest.approx(np.expm1(sig**2 / 2) / np.exp(sig**2 / 2), rel=0.15)
+    assert sm["own_mean_fractional_error_lognormal_mean"] < 0.3 * sm["own_mean_fractional_error"]

@@ -25,6 +25,8 @@ under "standard"):
 
 - xi mean fractional error: mean over bins of the mean over points of |pred - true| / |true| (evaluate's
   `fractional_error`, no outlier rule); the truth's noise floor: the same mean of se / |true|;
+- the same for xi with the log-normal mean exp(mu + s^2 / 2) (s^2 the predicted Var[ln xi]) in place of the
+  emulator's median exp(mu): the truths are arithmetic means of the realisations;
 - the emulator's own error, sqrt(err^2 - (c floor)^2) (`remove_noise_floor`), with c = sqrt(2/pi) = 0.798: with an
   emulator error d ~ N(0, s_d^2) and a truth error e ~ N(0, s^2) per point and bin, E|d - e| = sqrt(2/pi)
   sqrt(s_d^2 + s^2) and E|d| = sqrt(2/pi) s_d, so E|d| = sqrt(E|d - e|^2 - (2/pi) s^2) exactly, where s is the
@@ -42,8 +44,7 @@ under "standard"):
 - aleatoric calibration: median log10(sigma_aleatoric / sigma_true) (as evaluate's);
 - 68% bootstrap intervals over the points (`bootstrap_68`) for the own xi error and the omega median error;
 - coverage: the fraction of single realisations inside the predicted aleatoric 68% interval, pred +- sigma_aleatoric
-  for omega and eta, and for xi the log-normal's in ln xi, median exp(+-s) with s^2 = ln(1 + sigma^2 / pred^2) and
-  median = pred exp(-s^2 / 2).
+  for omega and eta, pred exp(+-sigma_aleatoric / pred) for xi (the network's interval in ln xi).
 
 Resumable: every candidate's measurement is saved to OUT.parts/ as it finishes (atomic writes), so a killed run
 continues where it stopped and gives the same JSON; the folder is removed once the record is written (--keep-parts
@@ -185,12 +186,12 @@ def _halves(stats: np.ndarray, n_boxes: int) -> list[np.ndarray] | None:
 
 def _coverage(stat: str, pred: np.ndarray, var: np.ndarray, stats: np.ndarray) -> np.ndarray:
     """Per bin, the fraction of single realisations (P, R, N) inside the predicted aleatoric 68% interval."""
-    if stat == "xi":    # the log-normal's interval in ln xi, centred on its median mean exp(-s^2 / 2)
+    sig = np.sqrt(var)[:, None, :]
+    if stat == "xi":
         with np.errstate(divide="ignore", invalid="ignore"):
-            ln_var = np.log1p(var / pred**2)[:, None, :]
-            inside = np.abs(np.log(stats / pred[:, None, :]) + 0.5 * ln_var) <= np.sqrt(ln_var)
+            inside = np.abs(np.log(stats / pred[:, None, :])) <= sig / pred[:, None, :]
     else:
-        inside = np.abs(stats - pred[:, None, :]) <= np.sqrt(var)[:, None, :]
+        inside = np.abs(stats - pred[:, None, :]) <= sig
     return inside.mean(axis=(0, 1))
 
 
@@ -244,6 +245,11 @@ def hidden_measures(pred: dict, stats: np.ndarray, n_boxes: int = 1, resamples: 
             err, floor = float(np.nanmean(err_bin)), float(np.nanmean(floor_bin))
             pb["mean_fractional_error"], pb["noise_floor"] = err_bin, floor_bin
             pb["own_mean_fractional_error"] = remove_noise_floor(err_bin, floor_bin)
+            if s == "xi":       # the log-normal mean exp(mu + s^2 / 2) instead of the median exp(mu)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    p_mean = p * np.exp(0.5 * pred["xi_aleatoric_var"] / p**2)
+                err_mean = float(np.nanmean(fractional_error(p_mean, true, sig, n_real, "none")[0]))
+                sm["own_mean_fractional_error_lognormal_mean"] = remove_noise_floor(err_mean, floor)
             sm.update(mean_fractional_error=err, noise_floor=floor,
                       noise_floor_within_box=float(np.nanmean(rel_se_within[np.isfinite(frac)])),
                       own_mean_fractional_error=remove_noise_floor(err, floor),

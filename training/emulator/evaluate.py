@@ -3,9 +3,9 @@
     iaemu-evaluate --artifact iaemu_theory/artifacts/iaemu_default.pt --data training/data/dataset_hires320x3.h5 --out docs/results
 
 Truth per test point and bin: the mean over its realisations, and the scatter of one realisation
-sigma_true (standard deviation over realisations, ddof=1), in physical units. (The emulator's xi is the
-log-normal mean exp(E ln xi + Var[ln xi] / 2); the size of that correction, the arithmetic over the geometric
-realisation mean, measured on the data alone, is under "diagnostics" in the metrics JSON.) Measures:
+sigma_true (standard deviation over realisations, ddof=1), in physical units. (The emulator's xi is
+exp(mean ln xi), slightly below the arithmetic mean when the scatter is large; the metrics JSON reports
+that offset, measured on the data alone, under "diagnostics".) Measures:
 
 - fractional error |pred - true| / |true|, mean over points per bin (xi, omega); "mean over bins" is the
   headline. The paper's exact outlier rule is not stated in our copy; two stated alternatives are reported
@@ -275,8 +275,8 @@ def evaluate(artifact, data, out_dir, split="test", mc_passes=50, seed=0, device
     true_mean, true_sigma = truth(ds, idx)
     pred = emu.predict(ds.params[idx], mc_passes=mc_passes, seed=seed)
     metrics = measures(pred, true_mean, true_sigma, ds.n_realisations)
-    # The truth is the arithmetic realisation mean, which the emulator's log-normal mean estimates; the ratio to
-    # the geometric mean (from the data alone) is the size of the log-normal correction.
+    # The emulator's xi is exp(mean ln xi); the truth here is the arithmetic realisation mean. Their ratio
+    # (from the data alone) shows how much of the xi error is this convention rather than the network.
     xi_real = ds.stats[idx][:, :, STATISTICS.index("xi"), :]
     offset = np.median(xi_real.mean(axis=1) / np.exp(np.log(xi_real).mean(axis=1)) - 1, axis=0)
     metrics["diagnostics"] = {"xi_arithmetic_over_geometric_mean_minus_1_median": [float(v) for v in offset]}

@@ -428,7 +428,7 @@ def refit_variances(net, train_t, val_t, steps: int, log=print) -> dict:
     starting value (measured 0.19 dex too large in sigma on the training points themselves). With the network in
     eval mode the inputs of the output layers are fixed, so the refit is a small smooth problem on them: `steps`
     L-BFGS iterations in blocks of 10, the block with the lowest validation NLL kept. The mean rows are untouched,
-    so the network's means (in standardised units) are unchanged (to rounding). Returns, per statistic, the validation NLL (per realisation row)
+    so the predicted means are unchanged (to rounding). Returns, per statistic, the validation NLL (per realisation row)
     before and after and the iterations kept."""
     net.eval()
 
