@@ -4,11 +4,11 @@ artifact and of their average, on the same truths.
     python scripts/ensemble_check.py --artifacts iaemu_theory/artifacts/iaemu_default.pt seed1.pt \
         --data training/data/dataset_hires320x3.h5 --parts docs/results/hidden_accuracy_hires320x3_n100.json.parts
 
-The average is of the returned means and aleatoric variances (each member's xi is already its log-normal mean).
-The hidden set is `iaemu-accuracy`'s (same --catalogs, --points, --realisations and --seed; its candidates are read
-from --parts, or measured there when missing). Also printed: the correlation between two members' xi errors
-(pred - truth) / truth over points and bins, with the truth's noise (shared by the members) removed, which sets what K such members could reach: for equal members with
-error e and correlation rho, e sqrt(rho + (1 - rho) / K).
+The average is of the returned means and aleatoric variances. The hidden set is `iaemu-accuracy`'s (same
+--catalogs, --points, --realisations and --seed; its candidates are read from --parts, or measured there when
+missing). Also printed: the correlation between two members' xi errors (pred - truth) / truth over points and bins,
+with the truth's noise (shared by the members) removed, which sets what K such members could reach: for equal
+members with error e and correlation rho, e sqrt(rho + (1 - rho) / K).
 """
 from __future__ import annotations
 
@@ -30,9 +30,13 @@ class Average:
         self.domain, self.artifact = members[0].domain, members[0].artifact
 
     def predict(self, params, mc_passes=0, seed=None, outside="warn", statistics=None):
-        preds = [m.predict(params, mc_passes=mc_passes, seed=seed, outside=outside, statistics=statistics)
-                 for m in self.members]
-        return {k: np.mean([p[k] for p in preds], axis=0) for k in preds[0] if k != "inside"}
+        return mean_prediction([m.predict(params, mc_passes=mc_passes, seed=seed, outside=outside,
+                                          statistics=statistics) for m in self.members])
+
+
+def mean_prediction(preds: list[dict]) -> dict:
+    """The average of `predict` results, key by key (the domain mask dropped)."""
+    return {k: np.mean([p[k] for p in preds], axis=0) for k in preds[0] if k != "inside"}
 
 
 def summary(rec: dict) -> str:
@@ -59,23 +63,25 @@ def main(argv=None) -> int:
     kept, _ = hidden_set(catalogs, members[0].domain, a.points, realisations, a.seed, a.parts, log=lambda *x: None)
     params = np.stack([p["params"] for p in kept])
     stats = np.stack([p["stats"] for p in kept])
-    predictors = [(Path(p).name, m) for p, m in zip(a.artifacts, members)] + [("average", Average(members))]
+    names = [Path(p).name for p in a.artifacts]
+    preds = [m.predict(params, outside="ignore") for m in members]
+    predictors = list(zip(names, members, preds)) + [("average", Average(members), mean_prediction(preds))]
     print(f"hidden set: {len(kept)} points x {realisations} realisations on {len(catalogs)} catalog(s); "
           f"test split of {a.data}")
-    for name, emu in predictors:
-        hidden = hidden_measures(emu.predict(params, outside="ignore"), stats, n_boxes=len(catalogs), floor="within")
+    for name, emu, pred in predictors:
+        hidden = hidden_measures(pred, stats, n_boxes=len(catalogs), floor="within")
         test, _ = _test_split(emu, a.data, a.seed, log=lambda *x: None)
         print(f"{name:>24}  hidden: {summary(hidden)}")
         print(f"{'':>24}  test:   {summary(test)}")
     t = truth_with_floor(stats, len(catalogs), "within")
     truth, noise = t["mean"][:, 0], float(np.mean((t["se"][:, 0] / t["mean"][:, 0]) ** 2))
-    err = [((m.predict(params, outside="ignore", statistics="xi")["xi"] - truth) / truth).ravel() for m in members]
+    err = [((p["xi"] - truth) / truth).ravel() for p in preds]
     for i in range(len(err)):
         for j in range(i + 1, len(err)):
             c = np.cov(err[i], err[j])
             rho = (c[0, 1] - noise) / np.sqrt((c[0, 0] - noise) * (c[1, 1] - noise))
             print(f"correlation of the xi errors (hidden set, the truth's shared noise removed), "
-                  f"{predictors[i][0]} vs {predictors[j][0]}: {rho:.2f}")
+                  f"{names[i]} vs {names[j]}: {rho:.2f}")
     return 0
 
 
