@@ -41,6 +41,12 @@ the artifact is written, the running statistics of the shipped state are therefo
 averages over the whole training set, in training conditions (dropout on, no gradients):
 `recalibrate_batchnorm`.
 
+Distillation. With `--teachers A.pt B.pt ...` (artifacts trained on the same dataset, e.g. the recipe with other
+seeds) the targets are the teachers' average prediction instead of the realisation means: ybar their mean, s^2 their
+aleatoric variance, at the training points and at `--teacher-points` extra Sobol points of the domain. Independently
+trained networks err nearly independently, so their average is more accurate than each; one network trained on it
+keeps that at one network's cost. Validation and the variance refit still use the data.
+
 Variance refit. beta-NLL starves the variance outputs where the variance is small in standardised units (xi), so with
 `variance_refit_steps` > 0 (the shipped recipe) the variance rows of the output layers are then refitted by the plain
 NLL with everything else frozen: `refit_variances`.
@@ -101,6 +107,8 @@ class TrainConfig:
     input_encoding: str = "identity"  # or "alignment_p2" (iaemu_theory.artifact.INPUT_ENCODINGS)
     output_form: str = "free"         # or "alignment" (iaemu_theory.network.OUTPUT_FORMS; needs alignment_p2)
     variance_refit_steps: int = 0     # L-BFGS iterations of `refit_variances` after training (0: none, the paper)
+    teachers: list = field(default_factory=list)  # artifacts whose average prediction is the target (distillation)
+    teacher_points: int = 0           # distillation: extra design points labelled by the teachers only
 
     def betas(self, epoch: int) -> dict:
         """beta per statistic at a (0-based) epoch."""
@@ -114,6 +122,9 @@ class TrainConfig:
         d = asdict(self)
         for key in ("epochs", "patience") if self.lr_schedule == "step" else ("patience",):
             d.pop(key)
+        if not self.teachers:           # runs without distillation: the record of runs from before it existed
+            d.pop("teachers")
+            d.pop("teacher_points")
         return d
 
     def combined(self, val: dict) -> float:
@@ -151,6 +162,10 @@ def _config_value(key, value, source):
             return {**default, **{k: float(v) for k, v in value.items()}}
         except (TypeError, ValueError):
             raise bad(f"a mapping from statistics {list(STATISTICS)} to numbers") from None
+    if key == "teachers":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of artifact paths")
+        return list(value)
     if isinstance(value, bool) or isinstance(value, (dict, list)):
         raise bad(f"a {type(default).__name__}")
     if isinstance(default, int):
@@ -526,6 +541,41 @@ def refit_artifact_variances(artifact, data, out, steps: int, log=print) -> dict
     return report
 
 
+def _check_standardisation(art: Artifact, scalers: "Scalers", what: str) -> None:
+    """Refuse an artifact whose standardisation differs from this run's (its outputs would be in other units)."""
+    same = all(np.allclose(getattr(art, k), getattr(scalers, k))
+               for k in ("input_mean", "input_std", "output_mean", "output_scale"))
+    if not same or art.input_encoding != scalers.input_encoding:
+        raise ValueError(f"{what}: its standardisation differs from this dataset's training split")
+
+
+def teacher_targets(teachers, data_hash: str, scalers: "Scalers", params: np.ndarray, n_real: float, log=print):
+    """Distillation targets (x, ybar, s2, n_real) in network units at `params` (n, 7): ybar the teachers' average
+    predicted mean, s2 their average aleatoric variance, each point weighted as `n_real` realisations. The teachers
+    must be trained on this dataset, in this run's units. Returns the tensors and a record of the teachers."""
+    from iaemu_theory.artifact import load_artifact
+
+    x = torch.as_tensor((encode(params, scalers.input_encoding) - scalers.input_mean) / scalers.input_std,
+                        dtype=torch.float32)
+    mus, variances, record = [], [], []
+    for path in teachers:
+        art = load_artifact(path)
+        if art.dataset_hash != data_hash:
+            raise ValueError(f"teacher {path} was trained on a dataset with sha256 {art.dataset_hash}, not this one "
+                             f"({data_hash}); distil from teachers of the same dataset")
+        _check_standardisation(art, scalers, f"teacher {path}")
+        net = art.build_network().eval()
+        with torch.no_grad():
+            parts = [net(x[i:i + 4096]) for i in range(0, x.shape[0], 4096)]
+        mus.append(torch.stack([torch.cat([p[s][0] for p in parts]) for s in STATISTICS], dim=1))
+        variances.append(torch.stack([torch.cat([p[s][1] for p in parts]) for s in STATISTICS], dim=1))
+        record.append({"artifact": str(path), "weights_sha256": art.weights_sha256,
+                       "seed": (art.training or {}).get("config", {}).get("seed")})
+    log(f"distillation targets: the average of {len(teachers)} teachers at {x.shape[0]} points")
+    ybar, s2 = torch.stack(mus).mean(dim=0), torch.stack(variances).mean(dim=0)
+    return (x, ybar, s2, torch.full((x.shape[0],), float(n_real))), record
+
+
 def _initial_weights(init_from, net_cfg, data_hash, scalers, log=print) -> tuple[dict, dict, "Scalers"]:
     """Weights, provenance and standardisation of an artifact to fine-tune from. It must share the network (the
     dropout rate may differ) and the input encoding. On its own dataset its standardisation must equal this
@@ -545,9 +595,7 @@ def _initial_weights(init_from, net_cfg, data_hash, scalers, log=print) -> tuple
     provenance = {"artifact": str(init_from), "weights_sha256": art.weights_sha256, "training": earlier,
                   "dataset_sha256": art.dataset_hash}
     if art.dataset_hash == data_hash:
-        same = np.allclose(art.input_mean, scalers.input_mean) and np.allclose(art.output_scale, scalers.output_scale)
-        if not same:
-            raise ValueError(f"--init-from {init_from}: its standardisation differs from this dataset's training split")
+        _check_standardisation(art, scalers, f"--init-from {init_from}")
         return art.state_dict, provenance, scalers
     log(f"--init-from {init_from} was trained on another dataset (sha256 {str(art.dataset_hash)[:12]}..., this one "
         f"{data_hash[:12]}...): keeping its standardisation. Its training points must not be validation or test "
@@ -573,6 +621,8 @@ class TrainingRun:
     provenance: dict | None
     train_t: tuple
     val_t: tuple
+    refit_t: tuple              # the data's training targets: what the variance refit fits (train_t but distilled)
+    teachers: list | None       # the distillation teachers' record, None without distillation
     net: IAEmuNetwork
     opt: torch.optim.Optimizer
     sched: object
@@ -626,8 +676,18 @@ def prepare(data, out, cfg: TrainConfig, device="auto", checkpoint=None, plot=No
     if init_from is not None:
         weights, provenance, scalers = _initial_weights(init_from, net_cfg, data_hash, scalers, log=log)
 
-    train_t = scalers.tensors(targets(ds, rows["train"]), dev)
+    refit_t = train_t = scalers.tensors(targets(ds, rows["train"]), dev)
     val_t = scalers.tensors(targets(ds, rows["validation"]), dev)
+    teachers = None
+    if cfg.teachers:
+        params = ds.params[rows["train"]].astype(np.float64)
+        if cfg.teacher_points:
+            from training.dataset.design import unit_design
+
+            domain = Domain.from_dict(ds.attrs.get("domain") or Domain().to_dict())
+            params = np.concatenate([params, domain.from_unit(unit_design(cfg.teacher_points, cfg.seed))])
+        train_t, teachers = teacher_targets(cfg.teachers, data_hash, scalers, params, ds.n_realisations, log=log)
+        train_t = tuple(t.to(dev) for t in train_t)
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -641,7 +701,8 @@ def prepare(data, out, cfg: TrainConfig, device="auto", checkpoint=None, plot=No
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
     return TrainingRun(cfg=cfg, data=data, out=out, checkpoint=checkpoint, plot=plot, dev=dev, ds=ds,
                        data_report=data_report, data_hash=data_hash, scalers=scalers, net_cfg=net_cfg,
-                       provenance=provenance, train_t=train_t, val_t=val_t, net=net, opt=opt,
+                       provenance=provenance, train_t=train_t, val_t=val_t, refit_t=refit_t, teachers=teachers,
+                       net=net, opt=opt,
                        sched=cfg.scheduler(opt), shuffle=torch.Generator(device="cpu").manual_seed(cfg.seed))
 
 
@@ -764,6 +825,8 @@ def finish(run: TrainingRun, stop_reason: str, done: int, epoch_times: list, sec
     }
     if run.provenance is not None:
         summary["initialised_from"] = run.provenance
+    if run.teachers is not None:
+        summary["teachers"] = run.teachers
     net.load_state_dict(best["state"])
     recalibrate_batchnorm(net, run.train_t[0], cfg.batch_size, seed=cfg.seed)
     val = validation_losses(net, *run.val_t)
@@ -773,7 +836,7 @@ def finish(run: TrainingRun, stop_reason: str, done: int, epoch_times: list, sec
     metrics = {"validation_before_batchnorm_recalibration": {"combined": best["combined"], **best["val"]}}
     if cfg.variance_refit_steps:
         metrics["validation_before_variance_refit"] = {"combined": cfg.combined(val), **val}
-        summary["variance_refit"] = refit_variances(net, run.train_t, run.val_t, cfg.variance_refit_steps, log=log)
+        summary["variance_refit"] = refit_variances(net, run.refit_t, run.val_t, cfg.variance_refit_steps, log=log)
         val = validation_losses(net, *run.val_t)
     metrics["validation"] = {"combined": cfg.combined(val), **val}
     summary["history"] = run.history        # in the artifact too, so that its loss curves can be drawn again
@@ -903,6 +966,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variance-refit-steps", type=int, default=d.variance_refit_steps,
                    help="after training, L-BFGS iterations refitting the variance outputs by the plain NLL, means "
                         "frozen (0: none)")
+    p.add_argument("--teachers", nargs="+", default=d.teachers, metavar="ARTIFACT",
+                   help="distillation: train on the average prediction of these artifacts (trained on the same "
+                        "dataset) instead of the realisation means; the variance refit still fits the data")
+    p.add_argument("--teacher-points", type=int, default=d.teacher_points,
+                   help="distillation: extra Sobol points of the training domain, labelled by the teachers")
     p.add_argument("--summary", default=None, help="also write the run summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug_argument(p)
