@@ -493,13 +493,11 @@ SHIPPED_CONFIG = T.CONFIG_DIR / "shipped.yaml"
 def test_shipped_config_is_the_shipped_artifacts_recipe():
     """training/configs/shipped.yaml parses into exactly the TrainConfig recorded in the shipped artifact, and the
     artifact was trained on the dataset the config names."""
-    from dataclasses import asdict
-
     from training.common.datafiles import SHIPPED_DATASET, recorded_files
 
     _, cfg = T.parse_args(["--config", str(SHIPPED_CONFIG), "--data", "d.h5", "--out", "o.pt"])
     record = Emulator.load().metadata["training"]
-    assert asdict(cfg) == record["config"]
+    assert cfg.record() == record["config"]
     assert record["dataset_file"] == SHIPPED_DATASET
     assert record["dataset_sha256"] == recorded_files()[SHIPPED_DATASET]
     assert SHIPPED_DATASET in SHIPPED_CONFIG.read_text() and "iaemu_default.pt" in SHIPPED_CONFIG.read_text()

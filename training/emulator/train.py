@@ -116,15 +116,21 @@ class TrainConfig:
             return {s: 1.0 for s in STATISTICS}
         return {s: float(self.beta[s]) for s in STATISTICS}
 
+    def record(self) -> dict:
+        """The settings as an artifact records them; without distillation its two fields are left out, so a
+        run records what runs from before distillation existed recorded."""
+        d = asdict(self)
+        if not self.teachers:
+            d.pop("teachers")
+            d.pop("teacher_points")
+        return d
+
     def identity(self) -> dict:
         """The settings that must match for --resume (epochs and patience may change; not epochs under the
         cosine schedule, whose length is the run's)."""
-        d = asdict(self)
+        d = self.record()
         for key in ("epochs", "patience") if self.lr_schedule == "step" else ("patience",):
             d.pop(key)
-        if not self.teachers:           # runs without distillation: the record of runs from before it existed
-            d.pop("teachers")
-            d.pop("teacher_points")
         return d
 
     def combined(self, val: dict) -> float:
@@ -532,7 +538,7 @@ def refit_artifact_variances(artifact, data, out, steps: int, log=print) -> dict
     val = validation_losses(net, *val_t)
     report = refit_variances(net, train_t, val_t, steps, log=log)
     after = validation_losses(net, *val_t)
-    training = {**art.training, "config": asdict(cfg), "variance_refit": report}
+    training = {**art.training, "config": cfg.record(), "variance_refit": report}
     metrics = {**art.metrics, "validation_before_variance_refit": {"combined": cfg.combined(val), **val},
                "validation": {"combined": cfg.combined(after), **after}}
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -817,7 +823,7 @@ def finish(run: TrainingRun, stop_reason: str, done: int, epoch_times: list, sec
     best = run.best
     summary = {
         "complete": stop_reason != "time_limit", "stop_reason": stop_reason, "epochs_run": done,
-        "best_epoch": best["epoch"], "device": str(run.dev), "config": asdict(cfg),
+        "best_epoch": best["epoch"], "device": str(run.dev), "config": cfg.record(),
         "n_parameters": count_parameters(net), "data": run.data_report, "dataset_file": run.data.name,
         "dataset_sha256": run.data_hash, "catalog_hash": run.ds.attrs.get("catalog_hash"),
         "seconds_this_run": round(seconds, 1),
