@@ -61,6 +61,20 @@ def test_shipped_artifact_predictions_equal_the_record():
             np.testing.assert_allclose(pred[key][0], ref[key], rtol=1e-8, atol=0, err_msg=f"{name}: {key}")
 
 
+def test_shipped_artifact_is_finite_over_its_domain():
+    """Means and aleatoric variances finite and positive where they should be, at random points of the whole
+    training domain, sparse corners included (a softplus variance head can overflow there)."""
+    emu = Emulator.load(device="cpu", dtype="float64")
+    p = emu.domain.from_unit(np.random.default_rng(7).random((8192, 7)))
+    pred = emu.predict(p, outside="raise")
+    for key, v in pred.items():
+        if key == "inside":
+            continue
+        assert np.isfinite(v).all(), f"{key}: {int((~np.isfinite(v)).any(axis=1).sum())} points not finite"
+        if key == "xi" or key.endswith("_var"):
+            assert (v > 0).all(), f"{key}: non-positive values"
+
+
 def test_shipped_sample1_logposterior_equals_the_record():
     from cobaya.model import get_model
 
