@@ -9,6 +9,7 @@ Without --artifact it uses the shipped artifact, or an untrained paper-size one 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -44,19 +45,21 @@ def main(argv=None):
     print(f"{'batch':>6} {'statistics':>10} {'fast [ms]':>10} {'plain [ms]':>11} {'speed-up':>9} {'fast/point [us]':>16}")
     results = {}
     for batch in (int(b) for b in args.batches.split(",")):
-        pts = emu.domain.from_unit(rng.random((batch, 7)))
-        arg = dict(zip(emu.param_names, pts[0])) if batch == 1 else pts
         calls = max(3, min(args.calls, int(args.calls * 2 / batch) + 3)) if batch > 1 else args.calls
+        # batch 1: a new point at every call (the same HOD twice would reuse the decoders' outputs)
+        pts = emu.domain.from_unit(rng.random((calls + 10 if batch == 1 else batch, 7)))
+        args_at = itertools.cycle([dict(zip(emu.param_names, p)) for p in pts] if batch == 1 else [pts])
         for stats in (("omega",), None):
             label = "omega" if stats else "all"
             warm = 10 if batch == 1 else 1
-            fast = median_seconds(lambda: emu.predict(arg, statistics=stats), calls, warm)
-            plain = median_seconds(lambda: emu.predict_unfolded(arg, statistics=stats), calls, warm)
+            fast = median_seconds(lambda: emu.predict(next(args_at), statistics=stats), calls, warm)
+            plain = median_seconds(lambda: emu.predict_unfolded(next(args_at), statistics=stats), calls, warm)
             results[(batch, label)] = (fast, plain)
             print(f"{batch:>6} {label:>10} {1e3 * fast:>10.3f} {1e3 * plain:>11.3f} {plain / fast:>8.2f}x "
                   f"{1e6 * fast / batch:>16.2f}")
-    pt = dict(zip(emu.param_names, emu.domain.from_unit(rng.random((1, 7)))[0]))
-    mc = median_seconds(lambda: emu.predict(pt, statistics="omega", mc_passes=50, seed=0), max(20, args.calls // 20), 10)
+    mc_calls = max(20, args.calls // 20)
+    mc_at = itertools.cycle([dict(zip(emu.param_names, p)) for p in emu.domain.from_unit(rng.random((mc_calls + 10, 7)))])
+    mc = median_seconds(lambda: emu.predict(next(mc_at), statistics="omega", mc_passes=50, seed=0), mc_calls, 10)
     print(f"batch 1, omega, with 50 MC-dropout passes (epistemic): {1e3 * mc:.3f} ms")
     emu64 = Emulator.load(path, device="cpu", dtype="float64")
     x = torch.tensor(emu.domain.from_unit(rng.random((1, 7))), dtype=torch.float64, requires_grad=True)

@@ -1,12 +1,14 @@
 """The emulator artifact: one file with everything needed to predict, safe to load.
 
 The file is `torch.save` of a plain dict (tensors, strings, numbers) and is read with
-`torch.load(weights_only=True)`, so no pickled code can run. Layout (FORMAT_VERSION 1):
+`torch.load(weights_only=True)`, so no pickled code can run. An artifact holds one network or an ensemble of
+several trained alike (same network, dataset and standardisation), whose predictions the emulator averages.
+Layout (FORMAT_VERSION 2; version 1 files, with one `state_dict` in place of `members`, are read too):
 
   format            "iaemu-emulator-artifact"
   format_version    int
-  state_dict        {name: tensor}         IAEmuNetwork weights and BatchNorm statistics
-  weights_sha256    str                    digest of state_dict (names, dtypes, shapes, bytes)
+  members           [{name: tensor}, ...]  IAEmuNetwork weights and BatchNorm statistics, one dict per network
+  weights_sha256    str                    digest of the members (`members_digest`)
   input_mean/std    float64 (7,)           z-scoring of the encoded parameters, PARAM_NAMES order
   output_mean/scale float64 (n_stat,)      one mean and one scale per statistic (xi in ln xi)
   bin_edges         float64 (n_bins + 1,)  Mpc/h
@@ -33,7 +35,9 @@ from .fileio import atomic_path
 from .network import IAEmuNetwork, NetworkConfig
 
 FORMAT_NAME = "iaemu-emulator-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions this iaemu reads: 1 holds a single `state_dict`, 2 a list of `members`.
+READABLE_VERSIONS = (1, 2)
 #: How each statistic is transformed before z-scoring (and back-transformed by the emulator).
 TRANSFORMS = {"xi": "ln", "omega": "identity", "eta": "identity"}
 #: How the parameters enter the network before z-scoring. "alignment_p2": mu_cen and mu_sat become
@@ -54,7 +58,7 @@ class Artifact:
     """In-memory form of an artifact file."""
 
     config: NetworkConfig
-    state_dict: dict[str, torch.Tensor]
+    members: list[dict[str, torch.Tensor]]      # one state dict per network of the ensemble (usually one)
     input_mean: np.ndarray
     input_std: np.ndarray
     output_mean: np.ndarray
@@ -73,6 +77,18 @@ class Artifact:
     def statistics(self) -> tuple[str, ...]:
         return tuple(self.config.statistics)
 
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    @property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights of a single-network artifact; ArtifactError for an ensemble (use `members`)."""
+        if len(self.members) != 1:
+            raise ArtifactError(f"artifact {self.path or ''} is an ensemble of {len(self.members)} networks; this "
+                                f"step takes a single trained network (one member's artifact)")
+        return self.members[0]
+
     def metadata(self) -> dict:
         """The JSON-able part of the artifact."""
         return {
@@ -81,6 +97,7 @@ class Artifact:
             "transforms": {s: TRANSFORMS[s] for s in self.statistics},
             "input_encoding": self.input_encoding,
             "network_config": self.config.to_dict(),
+            "members": self.n_members,
             "domain": self.domain,
             "dataset_hash": self.dataset_hash,
             "metrics": self.metrics,
@@ -89,10 +106,17 @@ class Artifact:
         }
 
     def build_network(self) -> IAEmuNetwork:
-        """The network with these weights, in eval mode, on the CPU in float32."""
+        """The network of a single-network artifact, in eval mode, on the CPU in float32."""
+        return self._network(self.state_dict)
+
+    def build_networks(self) -> list[IAEmuNetwork]:
+        """Every member's network, in eval mode, on the CPU in float32."""
+        return [self._network(state) for state in self.members]
+
+    def _network(self, state: dict[str, torch.Tensor]) -> IAEmuNetwork:
         net = IAEmuNetwork(self.config)
         try:
-            net.load_state_dict(self.state_dict, strict=True)
+            net.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise ArtifactError(f"artifact {self.path or ''}: weights do not fit the stored network config "
                                 f"{self.config.to_dict()}: {err}") from None
@@ -117,16 +141,26 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def members_digest(members: list[dict[str, torch.Tensor]]) -> str:
+    """The digest of an artifact's weights: `weights_digest` of its network, or for an ensemble the sha256 of
+    the members' digests in order."""
+    if len(members) == 1:
+        return weights_digest(members[0])
+    return hashlib.sha256("".join(weights_digest(m) for m in members).encode()).hexdigest()
+
+
 def save_artifact(path, art: Artifact) -> Path:
     """Write atomically (temporary file + rename). Returns the path."""
     path = Path(path)
-    state = {k: v.detach().to("cpu").clone() for k, v in art.state_dict.items()}
-    art.weights_sha256 = weights_digest(state)
+    if not art.members:
+        raise ValueError("an artifact needs at least one network")
+    members = [{k: v.detach().to("cpu").clone() for k, v in m.items()} for m in art.members]
+    art.weights_sha256 = members_digest(members)
     f64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     blob = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "state_dict": state,
+        "members": members,
         "weights_sha256": art.weights_sha256,
         "input_mean": f64(art.input_mean),
         "input_std": f64(art.input_std),
@@ -160,10 +194,11 @@ def load_artifact(path) -> Artifact:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{path} is not an IAEmu emulator artifact (no format={FORMAT_NAME!r} entry)")
     version = blob.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ArtifactError(f"artifact {path} has format_version {version!r}; this iaemu reads version "
-                            f"{FORMAT_VERSION} (retrain the emulator or install the matching iaemu)")
-    required = ("state_dict", "weights_sha256", "input_mean", "input_std", "output_mean", "output_scale",
+    if version not in READABLE_VERSIONS:
+        raise ArtifactError(f"artifact {path} has format_version {version!r}; this iaemu reads versions "
+                            f"{list(READABLE_VERSIONS)} (retrain the emulator or install the matching iaemu)")
+    weights_key = "state_dict" if version == 1 else "members"
+    required = (weights_key, "weights_sha256", "input_mean", "input_std", "output_mean", "output_scale",
                 "bin_edges", "metadata_json")
     missing = [k for k in required if k not in blob]
     if missing:
@@ -197,10 +232,13 @@ def load_artifact(path) -> Artifact:
         raise ArtifactError(f"artifact {path}: {err}") from None
     if tuple(config.statistics) != stats:
         raise ArtifactError(f"artifact {path}: network decoders {config.statistics} differ from statistics {stats}")
-    state = blob["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ArtifactError(f"artifact {path}: state_dict is not a mapping of tensors")
-    digest = weights_digest(state)
+    members = [blob["state_dict"]] if version == 1 else blob["members"]
+    if not isinstance(members, list) or not members:
+        raise ArtifactError(f"artifact {path}: members is not a non-empty list of networks")
+    for state in members:
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ArtifactError(f"artifact {path}: {weights_key} is not a mapping of tensors (one per network)")
+    digest = members_digest(members)
     if digest != blob["weights_sha256"]:
         raise ArtifactError(f"artifact {path}: weights do not match their stored sha256 "
                             f"({digest[:12]}... vs {str(blob['weights_sha256'])[:12]}...): the file was modified or is corrupt")
@@ -220,7 +258,8 @@ def load_artifact(path) -> Artifact:
     if not (edges[0] > 0 and np.all(np.diff(edges) > 0)):
         raise ArtifactError(f"artifact {path}: bin_edges must be positive and strictly increasing, got "
                             f"{np.round(edges, 4).tolist()}")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [k for state in members for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ArtifactError(f"artifact {path}: non-finite weights in {bad[:3]}{' ...' if len(bad) > 3 else ''}")
     if not isinstance(meta.get("domain"), dict):
@@ -231,13 +270,13 @@ def load_artifact(path) -> Artifact:
     except (KeyError, TypeError, ValueError) as err:
         raise ArtifactError(f"artifact {path}: invalid training domain in its metadata ({type(err).__name__}: "
                             f"{err})") from None
-    art = Artifact(config=config, state_dict=state, input_mean=values["input_mean"], input_std=values["input_std"],
+    art = Artifact(config=config, members=members, input_mean=values["input_mean"], input_std=values["input_std"],
                    output_mean=values["output_mean"], output_scale=values["output_scale"],
                    bin_edges=values["bin_edges"], domain=meta["domain"],
                    dataset_hash=meta.get("dataset_hash"), metrics=meta.get("metrics") or {},
                    training=meta.get("training") or {}, versions=meta.get("versions") or {},
                    weights_sha256=blob["weights_sha256"], path=path, input_encoding=encoding)
-    art.build_network()     # shape check of every weight against the config
+    art.build_networks()    # shape check of every weight against the config
     return art
 
 
@@ -292,22 +331,27 @@ _RANDOM_OUTPUT_SCALERS = {"xi": (1.0, 2.5), "omega": (0.05, 0.1), "eta": (0.01, 
 
 
 def make_random_artifact(path, tiny: bool = False, domain: Domain | None = None, seed: int = 0,
-                         statistics=STATISTICS, input_encoding: str = "identity", output_form: str = "free") -> Path:
-    """An untrained but valid artifact (for tests of code built on the emulator)."""
+                         statistics=STATISTICS, input_encoding: str = "identity", output_form: str = "free",
+                         members: int = 1) -> Path:
+    """An untrained but valid artifact (for tests of code built on the emulator); `members` > 1 makes an
+    ensemble of networks initialised from seeds seed, seed + 1, ..."""
     domain = domain or Domain()
     cfg = NetworkConfig.tiny() if tiny else NetworkConfig.paper()
     cfg = NetworkConfig.from_dict({**cfg.to_dict(), "statistics": list(statistics), "output_form": output_form})
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = IAEmuNetwork(cfg)
-        for dec in net.decoders.values():       # a variance head that varies with the input, as a trained one does
-            with torch.no_grad():
-                dec.out.weight[dec.n_mean:].normal_(0.0, 0.05, generator=gen)
+    states = []
+    for member_seed in range(seed, seed + members):
+        gen = torch.Generator().manual_seed(member_seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(member_seed)
+            net = IAEmuNetwork(cfg)
+            for dec in net.decoders.values():   # a variance head that varies with the input, as a trained one does
+                with torch.no_grad():
+                    dec.out.weight[dec.n_mean:].normal_(0.0, 0.05, generator=gen)
+        states.append(net.state_dict())
     box = domain.box()
     corners = torch.tensor([[box[n][0] for n in PARAM_NAMES], [box[n][1] for n in PARAM_NAMES]], dtype=torch.float64)
     lo, hi = encode_params(corners, input_encoding).numpy()     # every encoding is monotone in each parameter
-    art = Artifact(config=cfg, state_dict=net.state_dict(), input_mean=0.5 * (lo + hi),
+    art = Artifact(config=cfg, members=states, input_mean=0.5 * (lo + hi),
                    input_std=(hi - lo) / np.sqrt(12.0),
                    output_mean=np.array([_RANDOM_OUTPUT_SCALERS[s][0] for s in cfg.statistics]),
                    output_scale=np.array([_RANDOM_OUTPUT_SCALERS[s][1] for s in cfg.statistics]),

@@ -10,6 +10,9 @@ Units and conventions (see docs/emulator.md):
 - Epistemic variance (Monte Carlo dropout: dropout on, BatchNorm in eval mode): the variance over passes of
   the predicted mean, back-transformed the same way. Means and aleatoric variances always come from the
   deterministic network (dropout off), so they do not depend on mc_passes or on the random seed.
+- Ensembles (an artifact of several networks trained alike): mu and v are the members' averages in standardised
+  units; the epistemic variance pools mc_passes dropout passes of every member, so it includes the spread
+  between members.
 """
 from __future__ import annotations
 
@@ -23,9 +26,9 @@ import numpy as np
 import torch
 
 from .artifact import DEFAULT_ARTIFACT, Artifact, ArtifactError, encode_params, load_artifact, make_random_artifact
-from .conventions import PARAM_NAMES, PARAM_VALID_RANGES, statistics_list
+from .conventions import HOD_COLUMNS, PARAM_NAMES, PARAM_VALID_RANGES, statistics_list
 from .domain import Domain
-from .network import FoldedIAEmu, mc_dropout_network
+from .network import FoldedIAEmu, ensemble_mean, mc_dropout_network
 
 __all__ = ["Emulator", "ArtifactError", "DomainWarning", "make_random_artifact", "resolve_device", "DEFAULT_ARTIFACT"]
 
@@ -37,6 +40,7 @@ class DomainWarning(UserWarning):
     """Points outside the emulator's training domain: their predictions are extrapolations."""
 
 _SCALARS = (float, int, np.floating, np.integer)
+_HOD_COLS = list(HOD_COLUMNS)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -95,13 +99,17 @@ class Emulator:
         self._in_std = torch.as_tensor(artifact.input_std, **kw)
         self._out_mean = {s: float(m) for s, m in zip(self.statistics, artifact.output_mean)}
         self._out_scale = {s: float(c) for s, c in zip(self.statistics, artifact.output_scale)}
-        self.network = artifact.build_network().to(**kw)       # reference path (eval mode, never switched)
-        self.network.requires_grad_(False)
-        #: per-thread generator of the MC-dropout masks; the MC copy of the network is never mutated
+        #: one plain network per ensemble member: the reference path (eval mode, never switched)
+        self.networks = [net.to(**kw).requires_grad_(False) for net in artifact.build_networks()]
+        #: per-thread generator of the MC-dropout masks; the MC copies of the networks are never mutated
         self._mc_source = threading.local()
-        self.mc_network = mc_dropout_network(self.network, self._mc_source)
-        self.folded = FoldedIAEmu(artifact.build_network().double(), torch.as_tensor(artifact.input_mean),
-                                  torch.as_tensor(artifact.input_std)).to(**kw).eval()
+        self.mc_networks = [mc_dropout_network(net, self._mc_source) for net in self.networks]
+        mean, std = torch.as_tensor(artifact.input_mean), torch.as_tensor(artifact.input_std)
+        #: the inference fast path of each member
+        self.folded = [FoldedIAEmu(net.double(), mean, std).to(**kw).eval() for net in artifact.build_networks()]
+        #: alignment form: the last HOD point's decoder outputs, reused while only mu_cen and mu_sat change
+        self._reuse_hod = artifact.config.output_form == "alignment"
+        self._hod_cache = {}
 
     @classmethod
     def load(cls, path=None, device="auto", dtype="float32") -> "Emulator":
@@ -110,14 +118,21 @@ class Emulator:
             path = DEFAULT_ARTIFACT
             if not Path(path).is_file():
                 raise FileNotFoundError(
-                    f"the shipped emulator artifact {path} is not present (it is written by training: "
-                    "`iaemu-train --config training/configs/shipped.yaml --data training/data/dataset_hires320x3.h5 "
-                    "--out iaemu_theory/artifacts/iaemu_default.pt`); or pass path= to another artifact")
+                    f"the shipped emulator artifact {path} is not present (it is written by training, see "
+                    "training/configs/shipped.yaml: `iaemu-train --config shipped ...` with seeds 0 and 1, then "
+                    "`iaemu-ensemble ... --out iaemu_theory/artifacts/iaemu_default.pt`); or pass path= to another "
+                    "artifact")
         return cls(load_artifact(path), device=device, dtype=dtype)
 
     def __repr__(self):
-        return (f"Emulator({self.artifact.path}, statistics={list(self.statistics)}, device={self.device}, "
+        members = f", members={self.n_members}" if self.n_members > 1 else ""
+        return (f"Emulator({self.artifact.path}, statistics={list(self.statistics)}{members}, device={self.device}, "
                 f"dtype={self.dtype})")
+
+    @property
+    def n_members(self) -> int:
+        """Networks averaged in each prediction (1, or the size of an ensemble artifact)."""
+        return len(self.folded)
 
     @property
     def n_bins(self) -> int:
@@ -197,9 +212,9 @@ class Emulator:
             for i in range(0, n, chunk):
                 xs = (x[i:i + chunk] - self._in_mean) / self._in_std
                 k = xs.shape[0]
-                pred = self.mc_network(xs.repeat(mc_passes, 1), statistics)
+                preds = [net(xs.repeat(mc_passes, 1), statistics) for net in self.mc_networks]
                 for s in statistics:
-                    mu = pred[s][0].view(mc_passes, k, -1)
+                    mu = torch.cat([p[s][0].view(mc_passes, k, -1) for p in preds])
                     out[s].append(mu.var(dim=0, unbiased=True))
         finally:
             self._mc_source.generator = None
@@ -209,11 +224,16 @@ class Emulator:
             res[f"{s}_epistemic_var"] = values[s] ** 2 * v if s == "xi" else v
         return res
 
-    def predict_torch(self, params: torch.Tensor, statistics=None, mc_passes: int = 0, seed: int | None = None):
+    def predict_torch(self, params: torch.Tensor, statistics=None, mc_passes: int = 0, seed: int | None = None,
+                      fixed_hod: bool = False):
         """Torch version of `predict`: params a tensor (n, 7) or (7,); differentiable end to end.
 
         Returns {stat, stat_aleatoric_var[, stat_epistemic_var]: tensor (n, n_bins)} in the emulator's dtype
         and device (load with dtype="float64" for accurate gradients).
+
+        fixed_hod=True says the five HOD parameters are constants whose gradients are not wanted (a fit of mu_cen
+        and mu_sat alone): a single point at the previous call's HOD then reuses the decoders' outputs, as the
+        Cobaya Theory does, and only the gradients with respect to mu_cen and mu_sat flow. Values are the same.
         """
         statistics = self._statistics(statistics)
         if not isinstance(params, torch.Tensor):
@@ -230,18 +250,41 @@ class Emulator:
             raise ValueError(f"parameter {PARAM_NAMES[j]}={float(x[i, j])} (row {i}) is not finite")
         mc_passes = _mc_passes(mc_passes)
         x = encode_params(x, self.artifact.input_encoding)
-        out = self._deterministic(x, statistics)
+        out = self._deterministic(x, statistics, reuse_hod=fixed_hod)
         if mc_passes:
             out.update(self._epistemic(x, statistics, out, mc_passes, self._mc_generator(seed)))
         return out
 
-    def _deterministic(self, x, statistics):
-        """Means and aleatoric variances (x encoded), through the folded network in blocks of max_rows."""
-        n = x.shape[0]
-        if n <= self.max_rows:
-            pred = self.folded(x, statistics)
+    def _folded(self, x, statistics):
+        """The members' average (mean, variance) in standardised units through the folded networks (x encoded)."""
+        return ensemble_mean([net(x, statistics) for net in self.folded])
+
+    def _folded_reusing_hod(self, x, statistics):
+        """`_folded` for one point, reusing the decoder outputs of the previous call when its HOD parameters (the
+        only inputs of the alignment form's decoders) and statistics are the same: a fit of mu_cen and mu_sat at
+        fixed HOD then costs a few small products per call. The same numbers as `_folded`."""
+        key = (tuple(x[0, _HOD_COLS].tolist()), tuple(statistics), x.dtype)
+        mode = torch.is_inference_mode_enabled()     # inference tensors cannot enter autograd: one slot per mode
+        cached = self._hod_cache.get(mode)
+        if cached is not None and cached[0] == key:
+            raws = cached[1]
         else:
-            parts = [self.folded(x[i:i + self.max_rows], statistics) for i in range(0, n, self.max_rows)]
+            with torch.no_grad():                # constants: the gradients flow through combine_raw alone
+                raws = [net.decode(x.detach(), statistics) for net in self.folded]
+            self._hod_cache[mode] = (key, raws)  # one assignment: threads see the old pair or the new one
+        return ensemble_mean([net.combine_raw(raw, x) for net, raw in zip(self.folded, raws)])
+
+    def _deterministic(self, x, statistics, reuse_hod=False):
+        """Means and aleatoric variances (x encoded), through the folded networks in blocks of max_rows.
+        reuse_hod: keep the decoder outputs of a single point for the next call at its HOD (no gradients with
+        respect to the HOD columns)."""
+        n = x.shape[0]
+        if reuse_hod and n == 1 and self._reuse_hod:
+            pred = self._folded_reusing_hod(x, statistics)
+        elif n <= self.max_rows:
+            pred = self._folded(x, statistics)
+        else:
+            parts = [self._folded(x[i:i + self.max_rows], statistics) for i in range(0, n, self.max_rows)]
             pred = {s: (torch.cat([p[s][0] for p in parts]), torch.cat([p[s][1] for p in parts])) for s in statistics}
         out = {}
         for s in statistics:
@@ -300,7 +343,7 @@ class Emulator:
             for i in range(0, n, mc_step):
                 x = encode_params(torch.from_numpy(p[i:i + mc_step]).to(device=self.device, dtype=self.dtype),
                                   self.artifact.input_encoding)
-                out = self._deterministic(x, statistics)
+                out = self._deterministic(x, statistics, reuse_hod=True)
                 if mc_passes:
                     out.update(self._epistemic(x, statistics, out, mc_passes, gen))
                 for k, v in out.items():
@@ -308,16 +351,16 @@ class Emulator:
         return res
 
     def predict_unfolded(self, params, statistics=None) -> dict[str, np.ndarray]:
-        """Reference path through the plain network (no BatchNorm folding); for tests and benchmarks."""
+        """Reference path through the plain networks (no BatchNorm folding); for tests and benchmarks."""
         statistics = self._statistics(statistics)
         p = self.params_array(params)
         parts = []
         with torch.inference_mode():
             x = encode_params(torch.from_numpy(p).to(device=self.device, dtype=self.dtype),
                               self.artifact.input_encoding)
-            self.network.eval()
             for i in range(0, x.shape[0], self.max_rows):
-                pred = self.network((x[i:i + self.max_rows] - self._in_mean) / self._in_std, statistics)
+                xs = (x[i:i + self.max_rows] - self._in_mean) / self._in_std
+                pred = ensemble_mean([net(xs, statistics) for net in self.networks])
                 out = {}
                 for s in statistics:
                     value, var = self._back_transform(s, *pred[s])

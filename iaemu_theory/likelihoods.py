@@ -407,7 +407,7 @@ class _IALikelihood(Likelihood):
         if self.emulator_epistemic:
             raise NotImplementedError("the epistemic variance (Monte Carlo dropout) is random, so not differentiable; "
                                       "set emulator_epistemic: false for gradient-based sampling")
-        pred = self._theory.predict_torch(x, statistics=list(dict.fromkeys(self.stats)))
+        pred = self._theory.predict_torch(params, statistics=list(dict.fromkeys(self.stats)))
         logl = self._loglike(_torch_ops(), pred, x.shape[0])
         if self._theory.outside_domain == "zero":
             inside = torch.as_tensor(self._theory.inside_torch(x))

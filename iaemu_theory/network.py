@@ -150,6 +150,15 @@ def combine(out, mean_basis, var_basis):
     return mean, F.softplus(pre)
 
 
+def ensemble_mean(preds: list[dict]) -> dict:
+    """{stat: (mean, variance)} of an ensemble from its members' (standardised units): the average mean and the
+    average aleatoric variance (the spread between members is epistemic, not realisation scatter)."""
+    if len(preds) == 1:
+        return preds[0]
+    return {s: (torch.stack([p[s][0] for p in preds]).mean(dim=0), torch.stack([p[s][1] for p in preds]).mean(dim=0))
+            for s in preds[0]}
+
+
 def inverse_softplus(y: float) -> float:
     """x with softplus(x) = y (y > 0)."""
     return y + math.log(-math.expm1(-y))
@@ -361,13 +370,21 @@ class FoldedIAEmu(nn.Module):
         x4 = torch.addcmul(x3, self.s4, a)
         return F.leaky_relu(torch.addmm(self.b5, x4, self.w5), self.slope)
 
-    def forward(self, x, statistics=None):
+    def decode(self, x, statistics=None):
+        """The decoders' raw output channels {stat: (n, k, bins)}. In the alignment form they depend on the HOD
+        columns of x only (the alignment inputs enter through `combine_raw`), so they can be reused at fixed HOD."""
         a = self.embed(x)
+        return {s: self.decoders[s](a) for s in (statistics or self.statistics)}
+
+    def combine_raw(self, raw, x):
+        """{stat: (mean, variance)} from `decode`'s channels and the (encoded) inputs x."""
         x_align = None
         if self.cfg.output_form != "free":
             x_align = (x[:, _ALIGN_COLS] - self.align_mean) / self.align_std
-        return {s: combine(self.decoders[s](a), *alignment_bases(self.cfg, x_align, s))
-                for s in (statistics or self.statistics)}
+        return {s: combine(out, *alignment_bases(self.cfg, x_align, s)) for s, out in raw.items()}
+
+    def forward(self, x, statistics=None):
+        return self.combine_raw(self.decode(x, statistics), x)
 
 
 class _FoldedDecoder(nn.Module):

@@ -276,8 +276,19 @@ class IAEmu(Theory):
             else:
                 self._emulator64 = Emulator.load(self._artifact_path, device="cpu", dtype="float64")
         x = self.params_tensor(params)
-        out = self._emulator64.predict_torch(x, statistics=statistics or self._stats or list(STATISTICS))
+        out = self._emulator64.predict_torch(x, statistics=statistics or self._stats or list(STATISTICS),
+                                             fixed_hod=self._hod_is_constant(params))
         return {k: v.to("cpu", dtype=x.dtype) for k, v in out.items()}
+
+    def _hod_is_constant(self, params) -> bool:
+        """Whether no HOD parameter of `params` (a mapping of Cobaya names to tensors) carries a gradient, so that
+        the emulator may reuse its decoders at fixed HOD (NUTS over mu_cen and mu_sat alone)."""
+        import torch
+
+        if not isinstance(params, Mapping):
+            return False
+        hod = (params[self.param_map[n]] for n in HOD_PARAMS)
+        return not any(isinstance(v, torch.Tensor) and v.requires_grad for v in hod)
 
     def inside_torch(self, params):
         """Boolean (n,) numpy mask: which rows of `params` lie in the training domain."""

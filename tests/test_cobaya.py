@@ -229,6 +229,44 @@ def test_torch_logposterior_matches_cobaya(artifact):
     assert float(logpost(torch.tensor([1.5, 0.4]))) == -np.inf
 
 
+
+def test_gradients_at_fixed_hod_reuse_the_decoders_only_when_the_hod_is_constant(tmp_path):
+    """NUTS over mu_cen and mu_sat reuses the decoders at the fixed HOD with the same log-posterior and gradient;
+    a HOD parameter that carries a gradient is never served from the reuse, even at the previous call's HOD."""
+    art = str(make_random_artifact(tmp_path / "align.pt", tiny=True, input_encoding="alignment_p2",
+                                   output_form="alignment"))
+    model = tng_model(art, sample=2, theory_opts={"dtype": "float64"})
+    theory = model.theory["iaemu_theory.IAEmu"]
+    names, logpost = torch_logposterior(model)
+
+    def value_and_grad(theta):
+        t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+        v = logpost(t)
+        v.backward()
+        return float(v.detach()), t.grad.numpy()
+
+    points = [(0.1, 0.4), (0.5, -0.2), (0.11, 0.41)]
+    reused = [value_and_grad(p) for p in points]
+    assert theory.emulator._hod_cache
+    theory.emulator._reuse_hod = False
+    full = [value_and_grad(p) for p in points]
+    theory.emulator._reuse_hod = True
+    for (v, g), (v_ref, g_ref) in zip(reused, full):
+        assert v == v_ref
+        np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=0)
+
+    like = model.likelihood["tng"]
+    hod = {n: torch.tensor(v, dtype=torch.float64, requires_grad=(n == "logMmin")) for n, v in TNG300_HOD[2].items()}
+    like.loglike_torch({"mu_cen": 0.1, "mu_sat": 0.4, **{n: t.detach() for n, t in hod.items()}})  # same HOD
+    ll = like.loglike_torch({"mu_cen": 0.1, "mu_sat": 0.4, **hod})
+    ll.sum().backward()
+    eps = 1e-5
+    fd = [float(like.loglike_torch({"mu_cen": 0.1, "mu_sat": 0.4, **{n: t.detach() + (s * eps if n == "logMmin" else 0)
+                                                                       for n, t in hod.items()}})) for s in (1, -1)]
+    assert float(hod["logMmin"].grad) == pytest.approx((fd[0] - fd[1]) / (2 * eps), rel=1e-4, abs=1e-6)
+    assert float(hod["logMmin"].grad) != 0.0
+
+
 # ---------------------------------------------------------------- several instances, other theories
 
 class DummyCosmology(Theory):

@@ -132,8 +132,8 @@ def _with_meta(key, value):
 
 def _nan_weights(blob):
     key = "embedding.layer1.0.weight"
-    blob["state_dict"][key] = torch.full_like(blob["state_dict"][key], float("nan"))
-    blob["weights_sha256"] = weights_digest(blob["state_dict"])
+    blob["members"][0][key] = torch.full_like(blob["members"][0][key], float("nan"))
+    blob["weights_sha256"] = weights_digest(blob["members"][0])
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -142,8 +142,9 @@ def _nan_weights(blob):
     (lambda b: b.update(metadata_json=json.dumps({**json.loads(b["metadata_json"]),
                                                   "param_names": list(reversed(PARAM_NAMES))})), "trained on parameters"),
     (lambda b: b.update(input_mean=torch.zeros(5, dtype=torch.float64)), "input_mean has shape"),
-    (lambda b: b["state_dict"].update({k: v[:, :-1] for k, v in b["state_dict"].items()
+    (lambda b: b["members"][0].update({k: v[:, :-1] for k, v in b["members"][0].items()
                                        if k == "embedding.layer1.0.weight"}), "sha256"),
+    (lambda b: b.update(members=[]), "non-empty list"),
     (_with_meta("domain", None), "no training domain"),
     (_with_meta("domain", {"n_rmse": 4}), "invalid training domain"),
     (lambda b: b.update(metadata_json="[1, 2]"), "expected a JSON object"),
@@ -163,12 +164,133 @@ def test_incompatible_files(tiny_path, tmp_path, edit, message):
 def test_shape_mismatch_with_valid_digest(tiny_path, tmp_path):
     blob = _blob(tiny_path)
     key = "embedding.layer1.0.weight"
-    blob["state_dict"][key] = blob["state_dict"][key][:, :-1].clone()
-    blob["weights_sha256"] = weights_digest(blob["state_dict"])
+    blob["members"][0][key] = blob["members"][0][key][:, :-1].clone()
+    blob["weights_sha256"] = weights_digest(blob["members"][0])
     bad = tmp_path / "shape.pt"
     torch.save(blob, bad)
     with pytest.raises(ArtifactError, match="do not fit the stored network config"):
         load_artifact(bad)
+
+
+def test_format_version_1_file_is_read(tiny_path, tmp_path, points):
+    """A file of the first format (one `state_dict`) loads and predicts as the same network written today."""
+    blob = _blob(tiny_path)
+    blob["state_dict"] = blob.pop("members")[0]
+    blob["format_version"] = 1
+    old = tmp_path / "v1.pt"
+    torch.save(blob, old)
+    assert load_artifact(old).weights_sha256 == load_artifact(tiny_path).weights_sha256
+    a, b = (Emulator.load(p, device="cpu").predict(points) for p in (old, tiny_path))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+# ------------------------------------------------------------------ ensembles
+@pytest.fixture(scope="module")
+def ensemble_paths(tmp_path_factory):
+    """An ensemble of two tiny alignment-form networks, and each of its members alone."""
+    folder = tmp_path_factory.mktemp("ens")
+    kw = dict(tiny=True, input_encoding="alignment_p2", output_form="alignment")
+    both = make_random_artifact(folder / "both.pt", seed=3, members=2, **kw)
+    alone = [make_random_artifact(folder / f"m{s}.pt", seed=s, **kw) for s in (3, 4)]
+    return both, alone
+
+
+def test_ensemble_averages_its_members_in_network_units(ensemble_paths, points):
+    both, alone = ensemble_paths
+    ens = Emulator.load(both, device="cpu", dtype="float64")
+    members = [Emulator.load(p, device="cpu", dtype="float64") for p in alone]
+    assert ens.n_members == 2 and "members=2" in repr(ens) and ens.metadata["members"] == 2
+    assert load_artifact(both).weights_sha256 not in {load_artifact(p).weights_sha256 for p in alone}
+    got, parts = ens.predict(points), [m.predict(points) for m in members]
+    # xi: ln xi averaged (the geometric mean of the members' medians); omega, eta: plain averages
+    np.testing.assert_allclose(got["xi"], np.sqrt(parts[0]["xi"] * parts[1]["xi"]), rtol=1e-12)
+    for s in ("omega", "eta"):
+        np.testing.assert_allclose(got[s], 0.5 * (parts[0][s] + parts[1][s]), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got[f"{s}_aleatoric_var"],
+                                   0.5 * (parts[0][f"{s}_aleatoric_var"] + parts[1][f"{s}_aleatoric_var"]), rtol=1e-12)
+    assert not np.allclose(parts[0]["omega"], parts[1]["omega"])      # the members differ
+    plain = ens.predict_unfolded(points)
+    for k in plain:
+        np.testing.assert_allclose(got[k], plain[k], rtol=1e-10)
+    with pytest.raises(ArtifactError, match="ensemble of 2 networks"):
+        load_artifact(both).state_dict
+
+
+def test_ensemble_epistemic_variance_pools_every_members_passes(ensemble_paths, points):
+    """The epistemic variance is the variance over all members' dropout passes, so it holds the spread between
+    members: with the members far apart it exceeds the average of their own MC variances."""
+    both, _ = ensemble_paths
+    ens = Emulator.load(both, device="cpu", dtype="float64")
+    got = ens.predict(points[:2], mc_passes=6, seed=2, statistics="omega")
+    gen = torch.Generator().manual_seed(2)
+    ens._mc_source.generator = gen
+    with torch.no_grad():
+        x = (emulator_mod.encode_params(torch.as_tensor(points[:2]), ens.artifact.input_encoding) - ens._in_mean) / ens._in_std
+        mus = torch.cat([net(x.repeat(6, 1), ("omega",))["omega"][0].view(6, 2, -1) for net in ens.mc_networks])
+    ens._mc_source.generator = None
+    np.testing.assert_allclose(got["omega_epistemic_var"], mus.var(dim=0).numpy() * ens._out_scale["omega"] ** 2,
+                               rtol=1e-10)
+    within = np.mean([mus[:6].var(dim=0).numpy(), mus[6:].var(dim=0).numpy()], axis=0)
+    assert np.median(mus.var(dim=0).numpy() / within) > 1
+
+
+def test_fixed_hod_calls_reuse_the_decoders_and_agree(ensemble_paths, points, monkeypatch):
+    """At fixed HOD (a fit of mu_cen and mu_sat) the decoders run once; the numbers are those of a fresh emulator,
+    and a new HOD point runs them again."""
+    both, _ = ensemble_paths
+    ens = Emulator.load(both, device="cpu", dtype="float64")
+    calls = []
+    for net in ens.folded:
+        monkeypatch.setattr(net, "decode", lambda *a, _d=net.decode: calls.append(1) or _d(*a))
+    hod = points[0].copy()
+    rows = []
+    for mu_cen, mu_sat in ((0.1, 0.2), (-0.7, 0.9), (0.95, -0.3)):
+        row = hod.copy()
+        row[[PARAM_NAMES.index("mu_cen"), PARAM_NAMES.index("mu_sat")]] = mu_cen, mu_sat
+        rows.append(row)
+        got = ens.predict_array(row[None, :], ["omega", "eta"])
+        want = Emulator.load(both, device="cpu", dtype="float64").predict(row, statistics=["omega", "eta"],
+                                                                          outside="ignore")
+        for k in got:
+            np.testing.assert_array_equal(got[k], want[k])
+    assert len(calls) == 2                    # once per member
+    ens.predict_array(points[1][None, :], ["omega", "eta"])
+    assert len(calls) == 4
+    ens.predict_array(points[1][None, :], ["omega"])             # other statistics: run again
+    assert len(calls) == 6
+    batch = ens.predict_array(np.array(rows), ["omega", "eta"])    # batches never reuse
+    assert len(calls) == 8
+    np.testing.assert_allclose(batch["omega"][2], ens.predict_array(rows[2][None, :], ["omega"])["omega"][0],
+                               rtol=1e-12)
+
+
+def test_fixed_hod_torch_calls_reuse_the_decoders_and_keep_the_mu_gradients(ensemble_paths, points, monkeypatch):
+    """predict_torch(fixed_hod=True) at one HOD: decoders once, values and d/d(mu_cen, mu_sat) those of a full
+    evaluation; an inference call at the same HOD in between does not poison the autograd path."""
+    both, _ = ensemble_paths
+    ens = Emulator.load(both, device="cpu", dtype="float64")
+    fresh = Emulator.load(both, device="cpu", dtype="float64")
+    calls = []
+    for net in ens.folded:
+        monkeypatch.setattr(net, "decode", lambda *a, _d=net.decode: calls.append(1) or _d(*a))
+    align = [PARAM_NAMES.index("mu_cen"), PARAM_NAMES.index("mu_sat")]
+    for mu in ((0.1, 0.2), (-0.7, 0.9), (0.95, -0.3)):
+        row = points[0].copy()
+        row[align] = mu
+        ens.predict_array(row[None, :], ["omega", "eta"])              # Cobaya's path, inference mode
+        grads = []
+        for e, kw in ((ens, {"fixed_hod": True}), (fresh, {})):
+            x = torch.tensor(row, dtype=torch.float64, requires_grad=True)
+            out = e.predict_torch(x, ["omega", "eta"], **kw)
+            (out["omega"].sum() + out["eta_aleatoric_var"].sum()).backward()
+            grads.append((x.grad.clone(), {k: v.detach() for k, v in out.items()}))
+        (g, got), (g_ref, want) = grads
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+        torch.testing.assert_close(g[align], g_ref[align], rtol=1e-12, atol=1e-12)
+        assert g_ref[[i for i in range(7) if i not in align]].abs().sum() > 0    # which fixed_hod gives up
+    assert len(calls) == 4          # once per member and mode: predict_array's and predict_torch's
 
 
 # ------------------------------------------------------------------ attributes and inputs
@@ -237,7 +359,7 @@ def test_fast_path_equals_plain_network(tmp_path, tiny):
     from tests.test_network import randomise_batchnorm
     art = load_artifact(make_random_artifact(tmp_path / "a.pt", tiny=tiny, seed=5))
     net = randomise_batchnorm(art.build_network(), seed=6)
-    art.state_dict = net.state_dict()
+    art.members = [net.state_dict()]
     path = save_artifact(tmp_path / "b.pt", art)
     pts = Domain().from_unit(np.random.default_rng(1).random((9, 7)))
     for dtype, rtol in (("float32", 1e-5), ("float64", 1e-10)):
@@ -271,7 +393,7 @@ def test_xi_variance_is_xi_squared_times_ln_variance(emu, points):
     out = emu.predict(points, statistics="xi")
     with torch.no_grad():
         x = (torch.as_tensor(points, dtype=torch.float32) - emu._in_mean) / emu._in_std
-        mu, var = emu.network(x, ("xi",))["xi"]
+        mu, var = emu.networks[0](x, ("xi",))["xi"]
     scale = emu._out_scale["xi"]
     np.testing.assert_allclose(out["xi_aleatoric_var"], out["xi"] ** 2 * scale**2 * var.numpy(), rtol=1e-5)
 
@@ -286,7 +408,7 @@ def test_mc_dropout_epistemic(emu, points):
         np.testing.assert_array_equal(a[key], b[key])
         assert not np.array_equal(a[key], c[key])
         np.testing.assert_array_equal(a[s], emu.predict(points)[s])     # means do not depend on MC
-    assert not emu.network.training and not any(m.training for m in emu.network.modules())
+    assert not emu.networks[0].training and not any(m.training for m in emu.networks[0].modules())
 
 
 def test_mc_dropout_is_variance_of_passes(emu, points):
@@ -295,11 +417,11 @@ def test_mc_dropout_is_variance_of_passes(emu, points):
     got = emu.predict(points[:2], mc_passes=passes, seed=seed, statistics="omega")["omega_epistemic_var"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        emu.network.mc_dropout_mode()
+        emu.networks[0].mc_dropout_mode()
         x = (torch.as_tensor(points[:2], dtype=torch.float32) - emu._in_mean) / emu._in_std
         with torch.no_grad():
-            mu = emu.network(x.repeat(passes, 1), ("omega",))["omega"][0].view(passes, 2, -1)
-        emu.network.eval()
+            mu = emu.networks[0](x.repeat(passes, 1), ("omega",))["omega"][0].view(passes, 2, -1)
+        emu.networks[0].eval()
     expect = mu.double().var(dim=0).numpy() * emu._out_scale["omega"] ** 2
     np.testing.assert_allclose(got, expect, rtol=1e-5)
 

@@ -69,7 +69,7 @@ from iaemu_theory.artifact import (INPUT_ENCODINGS, Artifact, check_output_form,
 from iaemu_theory.conventions import STATISTICS
 from iaemu_theory.domain import Domain
 from iaemu_theory.emulator import resolve_device
-from iaemu_theory.network import OUTPUT_FORMS, IAEmuNetwork, NetworkConfig, count_parameters
+from iaemu_theory.network import OUTPUT_FORMS, IAEmuNetwork, NetworkConfig, count_parameters, ensemble_mean
 from training.common.cli import add_debug_argument, run_command
 from training.common.datafiles import check_file, missing_hint
 from training.common.datafiles import file_sha256 as dataset_sha256
@@ -542,7 +542,7 @@ def refit_artifact_variances(artifact, data, out, steps: int, log=print) -> dict
     metrics = {**art.metrics, "validation_before_variance_refit": {"combined": cfg.combined(val), **val},
                "validation": {"combined": cfg.combined(after), **after}}
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    save_artifact(out, replace(art, state_dict=state, training=training, metrics=metrics, weights_sha256=None,
+    save_artifact(out, replace(art, members=[state], training=training, metrics=metrics, weights_sha256=None,
                                path=None, versions=library_versions()))
     return report
 
@@ -563,22 +563,23 @@ def teacher_targets(teachers, data_hash: str, scalers: "Scalers", params: np.nda
 
     x = torch.as_tensor((encode(params, scalers.input_encoding) - scalers.input_mean) / scalers.input_std,
                         dtype=torch.float32)
-    mus, variances, record = [], [], []
+    preds, record = [], []
     for path in teachers:
         art = load_artifact(path)
         if art.dataset_hash != data_hash:
             raise ValueError(f"teacher {path} was trained on a dataset with sha256 {art.dataset_hash}, not this one "
                              f"({data_hash}); distil from teachers of the same dataset")
         _check_standardisation(art, scalers, f"teacher {path}")
-        net = art.build_network().eval()
-        with torch.no_grad():
-            parts = [net(x[i:i + 4096]) for i in range(0, x.shape[0], 4096)]
-        mus.append(torch.stack([torch.cat([p[s][0] for p in parts]) for s in STATISTICS], dim=1))
-        variances.append(torch.stack([torch.cat([p[s][1] for p in parts]) for s in STATISTICS], dim=1))
-        record.append({"artifact": str(path), "weights_sha256": art.weights_sha256,
+        for net in art.build_networks():        # an ensemble teaches with each of its networks
+            with torch.no_grad():
+                parts = [net(x[i:i + 4096]) for i in range(0, x.shape[0], 4096)]
+            preds.append({s: tuple(torch.cat([p[s][k] for p in parts]) for k in (0, 1)) for s in STATISTICS})
+        record.append({"artifact": str(path), "weights_sha256": art.weights_sha256, "networks": art.n_members,
                        "seed": (art.training or {}).get("config", {}).get("seed")})
-    log(f"distillation targets: the average of {len(teachers)} teachers at {x.shape[0]} points")
-    ybar, s2 = torch.stack(mus).mean(dim=0), torch.stack(variances).mean(dim=0)
+    log(f"distillation targets: the average of {len(preds)} networks of {len(teachers)} teacher artifact(s) at "
+        f"{x.shape[0]} points")
+    avg = ensemble_mean(preds)
+    ybar, s2 = (torch.stack([avg[s][k] for s in STATISTICS], dim=1) for k in (0, 1))
     return (x, ybar, s2, torch.full((x.shape[0],), float(n_real))), record
 
 
@@ -848,7 +849,7 @@ def finish(run: TrainingRun, stop_reason: str, done: int, epoch_times: list, sec
     summary["history"] = run.history        # in the artifact too, so that its loss curves can be drawn again
     cpu_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     sc, ds = run.scalers, run.ds
-    art = Artifact(config=run.net_cfg, state_dict=cpu_state, input_mean=sc.input_mean, input_std=sc.input_std,
+    art = Artifact(config=run.net_cfg, members=[cpu_state], input_mean=sc.input_mean, input_std=sc.input_std,
                    output_mean=sc.output_mean, output_scale=sc.output_scale, bin_edges=np.asarray(ds.bin_edges),
                    domain=ds.attrs.get("domain") or Domain().to_dict(), dataset_hash=run.data_hash, metrics=metrics,
                    training=summary, versions=library_versions(), input_encoding=sc.input_encoding)
