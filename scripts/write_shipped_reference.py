@@ -19,9 +19,9 @@ from iaemu_theory.conventions import ALIGNMENT_PARAMS, PARAM_NAMES, STATISTICS
 from iaemu_theory.tng300 import TNG300_HOD
 
 #: The TNG300 posterior means (mu_cen, mu_sat) of the shipped emulator, per sample (docs/results/index.md).
-BEST_FITS = {1: (0.752, 0.318), 2: (0.718, 0.077), 3: (0.642, 0.008)}
+BEST_FITS = {1: (0.756, 0.320), 2: (0.715, 0.079), 3: (0.651, 0.008)}
 #: Where the sample-1 log-posterior is recorded (the maximum posterior of yaml/iaemu_tng_minimize.yaml).
-LOGPOST_POINT = {"mu_cen": 0.753, "mu_sat": 0.318}
+LOGPOST_POINT = {"mu_cen": 0.757, "mu_sat": 0.320}
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "shipped_reference.json"
 
 

@@ -1,13 +1,14 @@
 """Training and evaluation on small synthetic datasets in the real schema (the real dataset is built elsewhere)."""
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from iaemu_theory import Emulator
-from iaemu_theory.artifact import load_artifact
+from iaemu_theory.artifact import ArtifactError, load_artifact
 from iaemu_theory.conventions import BIN_CENTRES, PARAM_NAMES, STATISTICS
 from iaemu_theory.domain import Domain
 from training.emulator import train as T
@@ -249,7 +250,7 @@ def test_variance_refit_mends_a_wrong_variance_and_keeps_the_means(toy, trained,
     art = load_artifact(trained[0])
     state = {k: v.clone() for k, v in art.state_dict.items()}
     state["decoders.xi.out.bias"][1:] += 2.0
-    spoiled = save_artifact(tmp_path / "spoiled.pt", replace(art, state_dict=state, weights_sha256=None, path=None))
+    spoiled = save_artifact(tmp_path / "spoiled.pt", replace(art, members=[state], weights_sha256=None, path=None))
     out = tmp_path / "refit.pt"
     report = T.refit_artifact_variances(spoiled, toy, out, 60, log=lambda *a: None)
     assert report["xi"]["validation_nll_after"] < report["xi"]["validation_nll_before"]
@@ -490,6 +491,50 @@ def test_evaluate_writes_nothing_beside_the_artifact_unless_asked(toy, trained, 
 SHIPPED_CONFIG = T.CONFIG_DIR / "shipped.yaml"
 
 
+def test_ensemble_of_trained_networks_and_what_it_refuses(toy, trained, tmp_path, capsys):
+    from training.emulator.ensemble import build_ensemble, main
+
+    first, _ = trained
+    second = tmp_path / "seed1.pt"
+    T.train(toy, second, fast_config(seed=1), device="cpu", progress=False, log=lambda *a: None)
+    out = build_ensemble([first, second], tmp_path / "ens.pt")
+    art = load_artifact(out)
+    assert art.n_members == 2 and art.dataset_hash == load_artifact(first).dataset_hash
+    assert [m["config"]["seed"] for m in art.training["members"]] == [0, 1]
+    assert art.training["dataset_sha256"] == load_artifact(first).training["dataset_sha256"]
+    assert "config" not in art.training                         # the seeds differ: kept per member only
+    for member, path in zip(art.members, (first, second)):
+        one = load_artifact(path).state_dict
+        assert all(torch.equal(member[k], one[k]) for k in one)
+    # members of another dataset, a single member, the same network twice, a member that is an ensemble
+    other = make_toy_dataset(tmp_path / "other.h5", n_points=60, seed=1)
+    stranger = tmp_path / "other.pt"
+    T.train(other, stranger, fast_config(epochs=2), device="cpu", progress=False, log=lambda *a: None)
+    with pytest.raises(ValueError, match="differs from .* one dataset alike"):
+        build_ensemble([first, stranger], tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="two or more"):
+        build_ensemble([first], tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="listed twice"):
+        build_ensemble([first, first], tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+    assert main(["--members", str(first), str(stranger), "--out", str(tmp_path / "bad.pt")]) == 2
+    assert "iaemu-ensemble: error:" in capsys.readouterr().err
+    assert main(["--members", str(second), str(first), "--out", str(tmp_path / "cli.pt")]) == 0
+    # as a distillation teacher the ensemble counts as its two networks
+    from training.common.datafiles import file_sha256
+    ds, rows, _ = T.load_splits(toy, log=lambda *a: None)
+    sc, params = T.Scalers.of_artifact(art), ds.params[rows["train"]].astype(np.float64)
+    (_, ybar, s2, _), rec = T.teacher_targets([out], file_sha256(toy), sc, params, 10, log=lambda *a: None)
+    (_, ybar_pair, s2_pair, _), _ = T.teacher_targets([first, second], file_sha256(toy), sc, params, 10,
+                                                      log=lambda *a: None)
+    torch.testing.assert_close(ybar, ybar_pair, rtol=0, atol=0)
+    torch.testing.assert_close(s2, s2_pair, rtol=0, atol=0)
+    assert rec[0]["networks"] == 2
+    with pytest.raises(ArtifactError, match="ensemble of 2 networks"):       # fine-tuning takes one network
+        T.train(toy, tmp_path / "x.pt", fast_config(epochs=2), device="cpu", progress=False, log=lambda *a: None,
+                init_from=out)
+
+
 def test_shipped_config_is_the_shipped_artifacts_recipe():
     """training/configs/shipped.yaml parses into exactly the TrainConfig recorded in the shipped artifact, and the
     artifact was trained on the dataset the config names."""
@@ -497,7 +542,10 @@ def test_shipped_config_is_the_shipped_artifacts_recipe():
 
     _, cfg = T.parse_args(["--config", str(SHIPPED_CONFIG), "--data", "d.h5", "--out", "o.pt"])
     record = Emulator.load().metadata["training"]
-    assert cfg.record() == record["config"]
+    # an ensemble of the recipe trained with seeds 0 and 1 (iaemu-ensemble)
+    assert [m["config"]["seed"] for m in record["members"]] == [0, 1]
+    for member in record["members"]:
+        assert T.TrainConfig(**member["config"]) == replace(cfg, seed=member["config"]["seed"])
     assert record["dataset_file"] == SHIPPED_DATASET
     assert record["dataset_sha256"] == recorded_files()[SHIPPED_DATASET]
     assert SHIPPED_DATASET in SHIPPED_CONFIG.read_text() and "iaemu_default.pt" in SHIPPED_CONFIG.read_text()
