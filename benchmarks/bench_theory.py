@@ -1,6 +1,6 @@
 """Speed of the IAEmu Cobaya Theory: one `calculate` on one CPU thread, and `cobaya-run yaml/iaemu_tng.yaml`.
 
-    python benchmarks/bench_theory.py [--artifact PATH] [--calls 1000] [--skip-run]
+    python benchmarks/bench_theory.py [--artifact PATH] [--calls 1000] [--dtype float64|float32] [--skip-run]
 
 Prints the median (and 10-90% range) over `--calls` Theory calculations for the TNG setup (omega only, the
 statistic the likelihood asks for; the HOD fixed, so the alignment form's decoders run once) and for all three
@@ -35,7 +35,7 @@ def report(label: str, times: np.ndarray, target_ms: float | None = None) -> Non
     print(line, flush=True)
 
 
-def bench_calculate(artifact: str | None, calls: int) -> None:
+def bench_calculate(artifact: str | None, calls: int, dtype: str = "float64") -> None:
     import torch
     from cobaya.model import get_model
 
@@ -43,7 +43,7 @@ def bench_calculate(artifact: str | None, calls: int) -> None:
     from iaemu_theory.tng300 import TNG300_HOD
 
     torch.set_num_threads(1)
-    theory_opts = {"artifact": artifact, "threads": 1}
+    theory_opts = {"artifact": artifact, "threads": 1, "dtype": dtype}
     for stats in (["omega"], ["xi", "omega", "eta"]):
         info = {"theory": {"iaemu_theory.IAEmu": theory_opts},
                 "likelihood": {"tng": {"class": "iaemu_theory.TNG300Likelihood", "sample": 1, "statistics": stats}}}
@@ -104,13 +104,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", default=None, help="artifact path (default: $IAEMU_ARTIFACT, else shipped)")
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the Theory's dtype option")
     parser.add_argument("--skip-run", action="store_true", help="skip the cobaya-run wall-time measurement")
     args = parser.parse_args(argv)
     from iaemu_theory.theory import resolve_artifact
 
     artifact = resolve_artifact(args.artifact)
     print(f"artifact: {artifact or '(shipped default)'}; python {sys.version.split()[0]}; cpu count {os.cpu_count()}")
-    bench_calculate(artifact, args.calls)
+    bench_calculate(artifact, args.calls, args.dtype)
     if not args.skip_run:
         bench_run(artifact)
     return 0
