@@ -72,6 +72,26 @@ def test_noise_floor_removal_recovers_the_emulators_own_error():
         assert cover[s]["coverage_68"] == pytest.approx(0.683, abs=0.01), s
 
 
+def test_the_epistemic_error_bar_is_checked_against_the_emulators_own_error():
+    """An emulator whose 2% error is described by its epistemic sigma: coverage 0.683 and scale 1 against a noisy
+    truth; an epistemic sigma half the error: scale 2; residuals the truth's noise alone: a scale near 0."""
+    pred, stats, base = _synthetic(n_points=1000)
+    for k, s in enumerate(STATISTICS):
+        pred[f"{s}_epistemic_var"] = (0.02 * base[:, k]) ** 2
+    sm = hidden_measures(pred, stats, resamples=5)["summary"]
+    for s in STATISTICS:
+        assert sm[s]["epistemic_coverage_68"] == pytest.approx(0.683, abs=0.015), s
+        assert sm[s]["epistemic_scale"] == pytest.approx(1.0, rel=0.05), s
+    half = dict(pred, **{f"{s}_epistemic_var": pred[f"{s}_epistemic_var"] / 4 for s in STATISTICS})
+    sm = hidden_measures(half, stats, resamples=5)["summary"]
+    assert sm["omega"]["epistemic_scale"] == pytest.approx(2.0, rel=0.06)
+    assert sm["omega"]["epistemic_coverage_68"] < 0.6
+    exact = dict(pred, **{s: base[:, k] for k, s in enumerate(STATISTICS)})
+    # (the truth's s.e. from 16 realisations is itself noisy, so a small k remains)
+    assert hidden_measures(exact, stats, resamples=5)["summary"]["xi"]["epistemic_scale"] < 0.35
+    assert "epistemic_scale" not in hidden_measures(_synthetic()[0], stats[:400], resamples=5)["summary"]["xi"]
+
+
 def test_the_floor_of_several_boxes_includes_their_sample_variance():
     """se of a mean over 4 boxes x 10 realisations: sqrt(tau^2 / 4 + sigma^2 / 40) per bin, on average."""
     _, stats, base = _synthetic(n_points=300, realisations=40, n_boxes=4, box_noise=0.05)

@@ -63,6 +63,13 @@ def render(records: list[dict]) -> str:
     return "\n".join(parts)
 
 
+def _triple(rec: dict, key: str, fmt: str) -> str:
+    """'a / b / c' of a summary key over xi, omega, eta; '-' where the record lacks it (the test split has no MC
+    dropout)."""
+    vals = [rec["summary"].get(s, {}).get(key) for s in STATISTICS]
+    return "-" if any(v is None for v in vals) else " / ".join(fmt.format(v) for v in vals)
+
+
 def _table(records: list[dict]) -> str:
     cols = sorted(records, key=lambda r: (r["n_boxes"], r["n_points"]))
     test = next((r["test_split"] for r in records if "test_split" in r), None)
@@ -107,11 +114,17 @@ def _table(records: list[dict]) -> str:
                               for s in STATISTICS)),
         ("coverage of the aleatoric 68% interval by single realisations, xi / omega / eta", f"{lo:g}-{hi:g}",
          lambda r: " / ".join(f"{g(r, s, 'coverage_68'):.3f}" + _mark(r, f"{s}_coverage_68") for s in STATISTICS)),
+        ("epistemic sigma as the emulator's error bar: fraction with abs(pred - truth) < sqrt(var_epi + s.e.^2), "
+         "xi / omega / eta", "(0.683)", lambda r: _triple(r, "epistemic_coverage_68", "{:.3f}")),
+        ("... the factor on sigma_epistemic that would calibrate it, xi / omega / eta", "(1)",
+         lambda r: _triple(r, "epistemic_scale", "{:.2f}")),
     ]
     lines = ["| Measure | Target | " + " | ".join(_column_name(c) for c in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for name, target, cell in rows:
-        lines.append(f"| {name} | {target} | " + " | ".join(cell(c) for c in cols) + " |")
+        cells = [cell(c) for c in cols]
+        if any(c != "-" for c in cells):        # a measure none of these records has (older records) is left out
+            lines.append(f"| {name} | {target} | " + " | ".join(cells) + " |")
     commands = "\n".join(f"    {r['command']}" for r in cols if "command" in r)
     return ("Hidden sets, each measured with\n\n" + commands + "\n\n" + "\n".join(lines) + "\n\n"
             "(no): target not met; [a-b%]: 68% bootstrap interval over the points. Truth: the realisation mean; "

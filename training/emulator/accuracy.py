@@ -41,6 +41,9 @@ under "standard"):
   when the emulator's error and the truth's noise scale alike over the pairs); checked on the data by the median
   against half-truths (twice the noise variance: own^2 = 2 median^2 - median_half^2);
 - median |pred - true| / se;
+- the epistemic variance as an error bar on the emulator itself: the fraction of (point, bin) pairs with
+  |pred - true| < sqrt(var_epistemic + se^2) (0.683 when calibrated), and the factor on sigma_epistemic that would
+  calibrate it (`epistemic_scale`; 1 when calibrated);
 - aleatoric calibration: median log10(sigma_aleatoric / sigma_true) (as evaluate's);
 - 68% bootstrap intervals over the points (`bootstrap_68`) for the own xi error and the omega median error;
 - coverage: the fraction of single realisations inside the predicted aleatoric 68% interval, pred +- sigma_aleatoric
@@ -103,6 +106,28 @@ def noise_only_median(rel_se: np.ndarray, draws: int = 64, seed: int = 0) -> flo
         return float("nan")
     z = np.random.default_rng(seed).standard_normal((draws, rel_se.size))
     return float(np.median(np.abs(z) * rel_se))
+
+
+def epistemic_scale(residual: np.ndarray, epistemic_var: np.ndarray, se: np.ndarray) -> float:
+    """The factor k on sigma_epistemic for which |pred - truth| / sqrt(k^2 var_epistemic + se^2) has the median of
+    |N(0, 1)|, 0.674: 1 when the epistemic sigma describes the emulator's own error, > 1 when it is too small. 0 when
+    the truth's noise alone explains the residuals; inf when no finite k does (bisection in log k)."""
+    r, v, e = (np.asarray(a, dtype=float).ravel() for a in (residual, epistemic_var, se))
+    ok = np.isfinite(r) & np.isfinite(v) & np.isfinite(e) & (v > 0)
+    r, v, e = np.abs(r[ok]), v[ok], e[ok]
+    if r.size == 0:
+        return float("nan")
+    target = 0.6745
+    med = lambda k: np.median(r / np.sqrt(k * k * v + e * e))  # noqa: E731  (decreasing in k)
+    lo, hi = 1e-4, 1e4
+    if med(lo) <= target:
+        return 0.0
+    if med(hi) > target:
+        return float("inf")
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if med(mid) > target else (lo, mid)
+    return float(math.sqrt(lo * hi))
 
 
 def bootstrap_68(statistic, n_points: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float]:
@@ -217,6 +242,12 @@ def hidden_measures(pred: dict, stats: np.ndarray, n_boxes: int = 1, resamples: 
             z = np.abs(p - true) / se
         sm, pb = {}, {}
         sm["median_abs_residual_se"] = float(np.nanmedian(z))
+        if f"{s}_epistemic_var" in pred:
+            epi = pred[f"{s}_epistemic_var"]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z_epi = np.abs(p - true) / np.sqrt(epi + se**2)
+            sm["epistemic_coverage_68"] = float(np.mean(z_epi[np.isfinite(z_epi)] < 1.0))
+            sm["epistemic_scale"] = epistemic_scale(p - true, epi, se)
         cov = _coverage(s, p, pred[f"{s}_aleatoric_var"], stats[:, :, k, :])
         pb["coverage_68"], sm["coverage_68"] = cov, float(cov.mean())
         bright = np.abs(true) > SNR_THRESHOLD * se
