@@ -2,7 +2,7 @@
 
     iaemu-ensemble --members seed0.pt seed1.pt --out iaemu_theory/artifacts/iaemu_default.pt
 
-Networks trained by the same recipe from different seeds err nearly independently, so their average is more
+Networks trained by the same recipe from different seeds err in partly independent ways, so their average is more
 accurate than each (docs/decisions.md). The members must share the network, the dataset, the standardisation,
 the input encoding, the bins and the training domain: the emulator averages their outputs in one set of units.
 The ensemble's training record keeps what the members share at its top level and each member's own record

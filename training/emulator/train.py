@@ -44,8 +44,8 @@ averages over the whole training set, in training conditions (dropout on, no gra
 Distillation. With `--teachers A.pt B.pt ...` (artifacts trained on the same dataset, e.g. the recipe with other
 seeds) the targets are the teachers' average prediction instead of the realisation means: ybar their mean, s^2 their
 aleatoric variance, at the training points and at `--teacher-points` extra Sobol points of the domain. Independently
-trained networks err nearly independently, so their average is more accurate than each; one network trained on it
-keeps that at one network's cost. Validation and the variance refit still use the data.
+trained networks err in partly independent ways, so their average is more accurate than each; one network trained
+on it aims to keep that at one network's cost. Validation and the variance refit still use the data.
 
 Variance refit. beta-NLL starves the variance outputs where the variance is small in standardised units (xi), so with
 `variance_refit_steps` > 0 (the shipped recipe) the variance rows of the output layers are then refitted by the plain
