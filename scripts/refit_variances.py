@@ -1,10 +1,12 @@
 """Refit an artifact's variance outputs on its own dataset (`training.emulator.train.refit_variances`).
 
-    python scripts/refit_variances.py --artifact iaemu_theory/artifacts/iaemu_default.pt \\
-        --data training/data/dataset_hires320x3.h5 --steps 500 --out iaemu_default_refit.pt
+    python scripts/refit_variances.py --artifact seed0.pt \\
+        --data training/data/dataset_hires320x3.h5 --steps 500 --out seed0_refit.pt
 
 The result is what `iaemu-train` writes when the recipe has `variance_refit_steps: STEPS`: the same means (the
 mean outputs are untouched), variances refitted by the plain NLL, and a training record naming the step count.
+The artifact is one network (an `iaemu-train` output); refit an ensemble's members, then join them again with
+`iaemu-ensemble`.
 """
 from __future__ import annotations
 
